@@ -1,0 +1,86 @@
+"""The errors zt-rollout raises, in one tree.
+
+    RolloutError                  base of everything the project raises on purpose
+    +-- InputError                the user's input is wrong; exit code 2
+    |   +-- InventoryError        inventory file: encoding, columns, values (lists every problem)
+    |   +-- PolicyError           rollout policy file (lists every problem with its key path)
+    |   +-- PlanFileError         a plan JSON file that cannot be read
+    |   +-- InfeasiblePlanError   the policy's constraints cannot all be met by this fleet
+    +-- NotFoundError             a device, wave or rollout named on the command line does not exist; exit 1
+
+Only the CLI turns these into exit codes (see ``rollout.cli``); library code raises them and
+never calls ``sys.exit``. Every message ends with what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+EXIT_FAILURE = 1
+EXIT_INPUT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input, located as precisely as the input allows.
+
+    ``where`` is ``file:line`` for row-oriented files and ``file`` or ``file:key.path`` otherwise;
+    ``field`` names the column or key; ``message`` says what is wrong.
+    """
+
+    where: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.field}: {self.message}" if self.field else f"{self.where}: {self.message}"
+
+
+class RolloutError(Exception):
+    """Base of every error zt-rollout raises on purpose."""
+
+    exit_code = EXIT_FAILURE
+
+
+class InputError(RolloutError):
+    """The user's input (a file or an option) is wrong; nothing was written."""
+
+    exit_code = EXIT_INPUT
+
+
+class ProblemsError(InputError):
+    """An input error that carries every problem found, not just the first."""
+
+    what = "input"
+    hint = "Fix the lines above and run the command again; nothing was written."
+
+    def __init__(self, problems: Sequence[Problem], *, source: str = "") -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        head = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} in {self.what}"
+        if source:
+            head += f" {source}"
+        lines = [head + ":"] + [f"  {p}" for p in self.problems] + [self.hint]
+        super().__init__("\n".join(lines))
+
+
+class InventoryError(ProblemsError):
+    what = "inventory"
+
+
+class PolicyError(ProblemsError):
+    what = "policy"
+
+
+class PlanFileError(InputError):
+    """A plan JSON file is missing, unreadable or not a zt-rollout plan."""
+
+
+class InfeasiblePlanError(ProblemsError):
+    what = "plan: the policy's constraints cannot all be met"
+    hint = "Relax the named constraint by at least the amount shown, or add waves; no plan was written."
+
+
+class NotFoundError(RolloutError):
+    """A name given on the command line does not exist."""
