@@ -1,14 +1,12 @@
 """The plan file: the JSON that ``rollout plan --out`` writes and ``diff``/``start`` read.
 
-Schema ``zt-rollout/plan/v1`` (documented in the README). Writes are atomic: a temporary file in
-the same folder is renamed over the target, so a failed run never leaves half a plan behind.
+Schema ``zt-rollout/plan/v1`` (documented in the README). Plans are written with
+``rollout.files.write_json_atomic``, so a failed run never leaves half a plan behind.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,23 +47,6 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "excluded": [{"device_id": d, "reason": r} for d, r in plan.excluded],
         "warnings": list(plan.warnings),
     }
-
-
-def write_json_atomic(data: Any, path: str | Path) -> None:
-    """Write ``data`` as pretty UTF-8 JSON to ``path`` by renaming a finished temporary file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, ensure_ascii=False, indent=1)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _Strict(BaseModel):
