@@ -131,14 +131,15 @@ class CanaryPick:
 def select_cover(
     index: CohortIndex,
     candidate_rank: Callable[[int], tuple[int, str] | None],
-    allowed: Callable[[int], bool],
+    take: Callable[[int], bool],
 ) -> tuple[list[CanaryPick], set[int]]:
     """Greedy (lazy) set cover of the eligible cohorts.
 
     ``candidate_rank(device)`` orders candidates within a signature (``(0, id)`` for preferred
     devices, ``(1, id)`` for the others) or returns None when the device may not be a canary;
-    ``allowed(device)`` checks the wave's constraints at the moment of picking (site cap,
-    separation). Returns the picks in order and the eligible cohorts left uncovered.
+    ``take(device)`` places the device in the canary if the wave's constraints allow it at that
+    moment (size, site cap, separation) and says whether it did. Returns the picks in order and
+    the eligible cohorts left uncovered.
     """
     uncovered = set(index.eligible)
     heap: list[tuple[int, tuple[int, str], int]] = []
@@ -160,7 +161,7 @@ def select_cover(
         if len(fresh) != -neg_gain:
             heapq.heappush(heap, (-len(fresh), rank, sid))
             continue
-        chosen = next((m for _, m in ranked[sid] if allowed(m)), None)
+        chosen = next((m for _, m in ranked[sid] if take(m)), None)
         if chosen is None:
             continue
         picks.append(CanaryPick(chosen, len(picks) + 1, fresh))

@@ -206,12 +206,14 @@ def _choose_canary(
             return None
         return (0 if not prefer.isdisjoint(d.tags) else 1, d.device_id)
 
-    def allowed(i: int) -> bool:
-        return assigner.refusal(0, devices[i], assigner.separation_keys(devices[i])) == 0
+    def take(i: int) -> bool:
+        sep = assigner.separation_keys(devices[i])
+        if assigner.refusal(0, devices[i], sep):
+            return False
+        assigner.put(i, 0, sep)
+        return True
 
-    picks, uncovered = select_cover(cohorts, rank, allowed)
-    for pick in picks:
-        assigner.put(pick.device, 0)
+    picks, uncovered = select_cover(cohorts, rank, take)
     if uncovered and policy.waves[0].size is not None:
         _raise_if_canary_too_small(cohorts, rank, policy, len(picks), uncovered)
     size = policy.waves[0].size
@@ -224,8 +226,7 @@ def _choose_canary(
         for _, _, i in fill:
             if len(assigner.placement.waves[0].members) >= assigner.placement.waves[0].capacity:
                 break
-            if allowed(i):
-                assigner.put(i, 0)
+            take(i)
     return picks, uncovered
 
 

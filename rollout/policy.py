@@ -234,8 +234,7 @@ def parse_policy(text: str, *, source: str = "policy.yaml") -> Policy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as err:
-        problems = [_problem(source, lines, tuple(e["loc"]), e["msg"]) for e in err.errors()]
-        raise PolicyError(problems, source=source) from None
+        raise PolicyError(_pydantic_problems(source, lines, err), source=source) from None
     problems = [_problem(source, lines, loc, msg) for loc, msg in check_policy(policy)]
     if problems:
         raise PolicyError(problems, source=source)
@@ -314,9 +313,25 @@ def _key_lines(node: yaml.Node | None) -> dict[tuple[Any, ...], int]:
     return lines
 
 
+_UNION_TAG = re.compile(r"^(int|str|float|bool|none|function-\w+\[.*\]|\w+\[.*\])$")
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the branch names pydantic puts in the path of a union's errors (``dict[str,int]``, ``int``)."""
+    return tuple(p for p in loc if not (isinstance(p, str) and _UNION_TAG.match(p)))
+
+
+def _pydantic_problems(source: str, lines: Mapping[tuple[Any, ...], int], err: ValidationError) -> list[Problem]:
+    """One problem per key path; of a union's alternatives, the deepest path is the useful one."""
+    found = [(_clean_loc(tuple(e["loc"])), e["msg"]) for e in err.errors()]
+    kept = [
+        (loc, msg) for loc, msg in found
+        if not any(len(other) > len(loc) and other[: len(loc)] == loc for other, _ in found)
+    ]
+    return [_problem(source, lines, loc, msg) for loc, msg in dict(kept).items()]
+
+
 def _problem(source: str, lines: Mapping[tuple[Any, ...], int], loc: tuple[Any, ...], msg: str) -> Problem:
-    loc = tuple(part for part in loc if not (isinstance(part, str) and part.startswith(("function-", "int", "str"))
-                                             and part not in ("int", "str") and "[" in part))
     line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
     where = f"{source}:{line}" if line else source
     return Problem(where, format_key_path(loc), msg.removeprefix("Value error, "))
