@@ -229,6 +229,10 @@ def parse_policy(text: str, *, source: str = "policy.yaml") -> Policy:
         raise PolicyError([Problem(f"{source}{line}", "", f"not valid YAML: {getattr(err, 'problem', err)}")],
                           source=source) from None
     lines = _key_lines(root)
+    duplicates = _duplicate_keys(root)
+    if duplicates:
+        raise PolicyError([Problem(f"{source}:{line}", format_key_path(path), f"duplicate of line {first}")
+                           for path, line, first in duplicates], source=source)
     if not isinstance(data, dict):
         raise PolicyError([Problem(source, "", "expected a mapping of policy keys")], source=source)
     try:
@@ -290,6 +294,28 @@ def _check_sites(policy: Policy) -> list[tuple[tuple[Any, ...], str]]:
         for site in blackout.sites:
             if site not in known:
                 out.append((("schedule", "blackouts", i, "sites"), f"unknown site {site!r}"))
+    return out
+
+
+def _duplicate_keys(node: yaml.Node | None) -> list[tuple[tuple[Any, ...], int, int]]:
+    """Keys that appear twice in one mapping (YAML keeps the last silently): (path, line, first line)."""
+    out: list[tuple[tuple[Any, ...], int, int]] = []
+
+    def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key, value in n.value:
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    out.append((path + (key.value,), line, seen[key.value]))
+                seen.setdefault(key.value, line)
+                walk(value, path + (key.value,))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, path + (i,))
+
+    if node is not None:
+        walk(node, ())
     return out
 
 

@@ -39,7 +39,7 @@ def plan_table(plan: Plan, min_size: int) -> Group:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for w in plan.waves:
         top_sites = ", ".join(f"{s} {n:,}" for s, n in sorted(w.sites, key=lambda x: (-x[1], x[0]))[:3])
-        table.add_row(str(w.index), w.name + (" (canary)" if w.canary else ""), f"{len(w.devices):,}", w.size_rule,
+        table.add_row(str(w.index), w.name + (" (canary)" if w.canary and "canary" not in w.name else ""), f"{len(w.devices):,}", w.size_rule,
                       top_sites, ",".join(w.approvals), format_duration(w.bake_seconds), str(w.dates.start),
                       str(w.dates.end), str(w.dates.bake_until), w.hash[:12])
     c = plan.coverage

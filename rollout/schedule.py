@@ -36,7 +36,7 @@ class WaveDates:
     end: dt.date  # last migration day
     bake_until: dt.date
     migration_days: int  # working days on which devices of this wave migrate
-    blocked_days: int  # working days on which a blackout held some of its devices back
+    blocked_days: int  # working days on which a blackout kept devices waiting while capacity went unused
 
 
 def blackout_applies(blackout: Blackout, day: dt.date) -> bool:
@@ -100,7 +100,7 @@ def plan_schedule(
                 if moved:
                     first = first or day
                     last, used = day, used + 1
-                blocked += held
+                blocked += held and room > 0
             day += dt.timedelta(days=1)
         bake_days = math.ceil(policy.waves[w].bake / 86400)
         bake_until = last + dt.timedelta(days=bake_days)

@@ -94,3 +94,8 @@ def test_lint_reports_policy_problems_with_exit_2(tmp_path: Path) -> None:
     ok = CliRunner().invoke(cli, ["lint", "--policy", str(EXAMPLE_POLICY)])
     assert ok.exit_code == 0, ok.output
     assert ok.output == f"{EXAMPLE_POLICY}: ok\n"
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_overwrite() -> None:
+    text = EXAMPLE.replace("    selectors: []\n", "    selectors: []\n    selectors: [tag=lab]\n")
+    assert problems_of(text) == ["policy.yaml:63: constraints.exclude.selectors: duplicate of line 62"]
