@@ -1,0 +1,138 @@
+"""The rendered kitting and rollback documents: valid schemaVersion 2.2 Command documents that moto's SSM
+accepts, whose last step writes exactly the check-in item the orchestrator reads."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from moto import mock_aws
+
+from rollout.contract import (
+    CHECKIN_PARTITION_KEY,
+    CHECKIN_SORT_KEY,
+    CheckIn,
+    CheckInAction,
+    CheckInStatus,
+)
+from stacks.config import SiteConfig
+from stacks.documents import render_kitting_document, render_rollback_document
+
+from .builders import make_site_config
+
+TABLE = "zt-rollout-sendai-checkins"
+REGION = "ap-northeast-1"
+RENDERERS = {"kitting": render_kitting_document, "rollback": render_rollback_document}
+PLUGINS = {"aws:runPowerShellScript", "aws:runShellScript"}
+
+
+def render(kind: str, config: SiteConfig | None = None) -> str:
+    return RENDERERS[kind](config or make_site_config(), checkin_table_name=TABLE)
+
+
+@pytest.mark.parametrize("kind", sorted(RENDERERS))
+def test_document_is_a_valid_schema_2_2_command_document(kind: str) -> None:
+    document = yaml.safe_load(render(kind))
+    assert document["schemaVersion"] == "2.2"
+    names = [step["name"] for step in document["mainSteps"]]
+    assert len(names) == len(set(names)), "step names must be unique"
+    for step in document["mainSteps"]:
+        assert step["action"] in PLUGINS
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+", step["name"])
+        assert step["inputs"]["runCommand"], f"{step['name']} runs nothing"
+    used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", render(kind)))
+    assert used == set(document["parameters"]), "every SSM parameter used is declared, and every declared one used"
+
+
+@pytest.mark.parametrize("kind", sorted(RENDERERS))
+def test_moto_ssm_accepts_the_document(kind: str) -> None:
+    with mock_aws():
+        ssm = boto3.client("ssm", region_name=REGION)
+        ssm.create_document(Content=render(kind), Name=f"zt-rollout-sendai-{kind}",
+                            DocumentType="Command", DocumentFormat="YAML")
+        described = ssm.describe_document(Name=f"zt-rollout-sendai-{kind}")["Document"]
+        assert described["SchemaVersion"] == "2.2"
+        assert {p["Name"] for p in described["Parameters"]} == {"rolloutWave", "deviceId"}
+
+
+@pytest.mark.parametrize("kind", sorted(RENDERERS))
+def test_check_in_is_the_final_step_and_runs_even_after_a_failure(kind: str) -> None:
+    steps = yaml.safe_load(render(kind))["mainSteps"]
+    assert steps[-1]["name"] == "writeCheckIn"
+    assert steps[-1]["finallyStep"] is True
+    assert all(step.get("onFailure") == "exit" for step in steps[:-1])
+
+
+def checkin_script(kind: str) -> str:
+    return str(yaml.safe_load(render(kind))["mainSteps"][-1]["inputs"]["runCommand"][0])
+
+
+def item_template(script: str) -> str:
+    match = re.search(r"@'\n(.*?)\n'@", script, re.S)
+    assert match, "the check-in step builds its item from a here-string"
+    return match.group(1)
+
+
+def fill_in(template: str, values: dict[str, str]) -> dict[str, Any]:
+    """Do on the test's side what the device's .Replace calls do."""
+    for token, value in values.items():
+        template = template.replace(f"@@{token}@@", value)
+    assert "@@" not in template, "a placeholder was left unfilled"
+    item: dict[str, Any] = json.loads(template)
+    return item
+
+
+@pytest.mark.parametrize("kind", sorted(RENDERERS))
+def test_every_placeholder_of_the_item_is_filled_on_the_device(kind: str) -> None:
+    script = checkin_script(kind)
+    tokens = set(re.findall(r"@@([A-Z_]+)@@", item_template(script)))
+    replaced = set(re.findall(r"\.Replace\('@@([A-Z_]+)@@'", script))
+    assert tokens == replaced
+    assert "'{{ rolloutWave }}'" in script and "'{{ deviceId }}'" in script
+
+
+@pytest.mark.parametrize(("kind", "status", "failed"), [
+    ("kitting", "succeeded", ""),
+    ("kitting", "failed", "edr_agent_running,disk_encrypted"),
+    ("rollback", "succeeded", ""),
+])
+def test_check_in_item_round_trips_through_dynamodb_into_the_orchestrators_model(
+    kind: str, status: str, failed: str
+) -> None:
+    item = fill_in(item_template(checkin_script(kind)), {
+        "ROLLOUT_WAVE": "r-2025-04#2", "DEVICE_ID": "PF3KX9Z1", "STATUS": status, "FAILED_CHECKS": failed,
+        "CHECKED_IN_AT": "2025-04-14T01:02:03Z", "EXPIRES_AT": "1752454923",
+    })
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": CHECKIN_PARTITION_KEY, "KeyType": "HASH"},
+                       {"AttributeName": CHECKIN_SORT_KEY, "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": CHECKIN_PARTITION_KEY, "AttributeType": "S"},
+                                  {"AttributeName": CHECKIN_SORT_KEY, "AttributeType": "S"}],
+        )
+        dynamodb.put_item(TableName=TABLE, Item=item)
+        stored = dynamodb.get_item(TableName=TABLE, Key={CHECKIN_PARTITION_KEY: {"S": "r-2025-04#2"},
+                                                          CHECKIN_SORT_KEY: {"S": "PF3KX9Z1"}})["Item"]
+    checkin = CheckIn.from_dynamodb_item(stored)
+    assert checkin.action is CheckInAction(kind)
+    assert checkin.status is CheckInStatus(status)
+    assert checkin.site == "sendai"
+    assert checkin.failed_checks == tuple(c for c in failed.split(",") if c)
+
+
+def test_failed_checks_name_checks_the_kitting_document_runs() -> None:
+    document = render("kitting")
+    for check in ("ztna_agent_running", "edr_agent_running", "disk_encrypted"):
+        assert f"'{check}'" in document
+
+
+def test_rollback_restores_the_sites_legacy_proxy_and_vpn() -> None:
+    document = render("rollback", make_site_config(legacyVpnProfile="Sendai VPN"))
+    assert "-Value 'proxy.sendai.corp.example.jp:8080'" in document
+    assert "Add-VpnConnection -Name 'Sendai VPN' -ServerAddress 'vpn.sendai.corp.example.jp'" in document
