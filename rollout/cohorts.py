@@ -21,6 +21,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from rollout.inventory import KEY_ALIASES, LIST_COLUMNS, REQUIRED_COLUMNS, Device
 
@@ -69,7 +70,7 @@ def _value_getter(keys: Sequence[str]) -> Callable[[Device], tuple[tuple[str, ..
         positions = [(Device._fields.index(k), k in LIST_COLUMNS) for k in canon]
 
         def get(d: Device) -> tuple[tuple[str, ...], ...]:
-            return tuple(d[i] if is_list else (d[i],) for i, is_list in positions)
+            return tuple(cast(tuple[str, ...], d[i]) if is_list else (cast(str, d[i]),) for i, is_list in positions)
 
         return get
     return lambda d: tuple(d.values_of(k) for k in canon)

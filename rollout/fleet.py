@@ -66,14 +66,19 @@ DOMAIN = "example.co.jp"
 EXTRA_COLUMNS = ("owner_name",)
 
 
-def _pick(rng: random.Random, table: Sequence[tuple[object, ...]], weight_at: int = 1) -> int:
-    """Index of a row of ``table`` drawn by the weights in column ``weight_at``."""
-    r = rng.random() * sum(float(row[weight_at]) for row in table)  # type: ignore[arg-type]
-    for i, row in enumerate(table):
-        r -= float(row[weight_at])  # type: ignore[arg-type]
+def _pick(rng: random.Random, weights: Sequence[float]) -> int:
+    """An index drawn with probability proportional to ``weights``."""
+    r = rng.random() * sum(weights)
+    for i, weight in enumerate(weights):
+        r -= weight
         if r < 0:
             return i
-    return len(table) - 1
+    return len(weights) - 1
+
+
+SITE_WEIGHTS = [row[1] for row in SITES]
+DEPARTMENT_WEIGHTS = [row[1] for row in DEPARTMENTS]
+MODEL_WEIGHTS = [row[1] for row in MODELS]
 
 
 def iter_fleet(n: int, seed: int) -> Iterator[Device]:
@@ -88,10 +93,10 @@ def generate_fleet(n: int, seed: int) -> list[Device]:
 
 
 def _device(rng: random.Random, i: int) -> Device:
-    site, _, prefix = SITES[_pick(rng, SITES)]
-    department, _, dept_apps = DEPARTMENTS[_pick(rng, DEPARTMENTS)]
-    model, _, os_name, versions = MODELS[_pick(rng, MODELS)]
-    os_version = versions[_pick(rng, versions)][0]
+    site, _, prefix = SITES[_pick(rng, SITE_WEIGHTS)]
+    department, _, dept_apps = DEPARTMENTS[_pick(rng, DEPARTMENT_WEIGHTS)]
+    model, _, os_name, versions = MODELS[_pick(rng, MODEL_WEIGHTS)]
+    os_version = versions[_pick(rng, [w for _, w in versions])][0]
     apps = list(COMMON_APPS) + list(dept_apps)
     apps += [app for app, share in OCCASIONAL_APPS if rng.random() < share]
     surname = rng.randrange(len(SURNAMES))

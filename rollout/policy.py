@@ -161,9 +161,12 @@ class Blackout(_Frozen):
     departments: tuple[str, ...] = ()
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
 class Schedule(_Frozen):
     start_date: dt.date
-    working_days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = WEEKDAYS[:5]
+    working_days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
     blackouts: tuple[Blackout, ...] = ()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich import box
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -43,7 +43,7 @@ def plan_table(plan: Plan, min_size: int) -> Group:
                       top_sites, ",".join(w.approvals), format_duration(w.bake_seconds), str(w.dates.start),
                       str(w.dates.end), str(w.dates.bake_until), w.hash[:12])
     c = plan.coverage
-    lines = [
+    lines: list[RenderableType] = [
         table,
         Text(f"Canary covers {c.cohorts_covered} of {c.cohorts_total} cohorts of at least {min_size} devices; "
              f"{c.fleet_share_covered * 100:.1f}% of the fleet has a canary for every cohort it belongs to."),
@@ -76,7 +76,7 @@ def diff_table(d: PlanDiff) -> Group:
                       "-" if w.new_size is None else f"{w.new_size:,}", signed((w.new_size or 0) - (w.old_size or 0)),
                       state)
     shift = d.completion_shift_days
-    parts: list[Table | Text] = [
+    parts: list[RenderableType] = [
         Text(f"Plan hash {d.old_hash[:12]} -> {d.new_hash[:12]}: {len(d.moved):,} devices moved, "
              f"{len(d.added):,} added, {len(d.removed):,} removed."),
         table,
