@@ -4,7 +4,8 @@ Asset registers in Japan export CSV as CP932 (Shift_JIS with the NEC and IBM ext
 UTF-8, often with a byte-order mark. Statistical charset detectors guess, and a wrong guess changes
 people's names without a word (髙 read as 郄). So the rule here is fixed, never a guess:
 
-1. an explicit ``encoding`` wins, decoded strictly;
+1. an explicit ``encoding`` wins, decoded strictly (for CP932 that includes the check of step 4
+   for bytes that are no character);
 2. a byte-order mark: UTF-8 (``utf-8-sig``) or UTF-16 (``utf-16``);
 3. strict UTF-8;
 4. strict CP932, unless the bytes show that they are not CP932 text: a line that is itself valid
@@ -12,7 +13,9 @@ people's names without a word (髙 read as 郄). So the rule here is fixed, neve
    that CP932 maps to no character (0x80, 0xA0, 0xFD-0xFF);
 5. otherwise the file is rejected, naming the byte offset and line of the first bad byte.
 
-Every decision returns the encoding it used so that the CLI can say so.
+Every decision returns the encoding it used so that the CLI can say so. A leading byte-order mark
+is never data: it is dropped whichever encoding was used. Offsets count bytes from the start of
+the file, BOM included; lines are counted in the decoded text (UTF-16 has 0x0A inside characters).
 """
 
 from __future__ import annotations
@@ -25,16 +28,23 @@ UTF8 = "utf-8"
 UTF8_BOM = "utf-8-sig"
 CP932 = "cp932"
 
-# Bytes CP932 decodes to something that is not text: 0x80 -> U+0080, 0xA0/0xFD/0xFE/0xFF -> PUA.
-_CP932_NON_TEXT = {"\x80": 0x80, "\uf8f0": 0xA0, "\uf8f1": 0xFD, "\uf8f2": 0xFE, "\uf8f3": 0xFF}
+# Bytes that CP932 decodes to something that is not text: 0x80 -> U+0080, 0xA0/0xFD/0xFE/0xFF -> PUA.
+_CP932_NON_TEXT = frozenset({0x80, 0xA0, 0xFD, 0xFE, 0xFF})
 
 
-def _line_of(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
+def _is_cp932_lead(byte: int) -> bool:
+    return 0x81 <= byte <= 0x9F or 0xE0 <= byte <= 0xFC
 
 
-def _reject(source: str, data: bytes, offset: int, message: str) -> InventoryError:
-    where = f"{source}:{_line_of(data, offset)}"
+def _line_of(data: bytes, offset: int, encoding: str | None = None) -> int:
+    """Line of byte ``offset``: 0x0A bytes for ASCII-compatible text, decoded newlines otherwise."""
+    if encoding is None:
+        return data.count(b"\n", 0, offset) + 1
+    return data[:offset].decode(encoding, errors="replace").count("\n") + 1
+
+
+def _reject(source: str, data: bytes, offset: int, message: str, encoding: str | None = None) -> InventoryError:
+    where = f"{source}:{_line_of(data, offset, encoding)}"
     return InventoryError([Problem(where, "encoding", f"{message} (byte offset {offset})")], source=source)
 
 
@@ -58,27 +68,42 @@ def decode_inventory_bytes(data: bytes, *, source: str, encoding: str | None = N
 
 def _decode_explicit(data: bytes, *, source: str, encoding: str) -> str:
     try:
-        codecs.lookup(encoding)
+        name = codecs.lookup(encoding).name
+        if name == UTF8_BOM and data.startswith(codecs.BOM_UTF8):
+            text = _decode_strict(data, len(codecs.BOM_UTF8), UTF8, source, encoding)
+        else:
+            text = _decode_strict(data, 0, encoding, source, encoding)
     except LookupError:
         raise InventoryError(
-            [Problem(source, "encoding", f"unknown encoding {encoding!r}; use utf-8, utf-8-sig or cp932")],
+            [Problem(source, "encoding", f"unknown text encoding {encoding!r}; use utf-8, utf-8-sig or cp932")],
             source=source,
         ) from None
+    if name == CP932:
+        _check_cp932_is_text(data, source)
+    return text.removeprefix("\ufeff")
+
+
+def _decode_strict(data: bytes, start: int, codec: str, source: str, encoding: str) -> str:
+    """``data[start:]`` decoded with ``codec``; a failure names its offset in the whole file."""
     try:
-        return data.decode(encoding)
+        return data[start:].decode(codec)
     except UnicodeDecodeError as err:
-        raise _reject(source, data, err.start, f"not valid {encoding}: byte 0x{data[err.start]:02x}") from None
+        offset = start + err.start
+        raise _reject(source, data, offset, f"not valid {encoding}: byte 0x{data[offset]:02x}", codec) from None
+    except UnicodeError as err:
+        raise InventoryError([Problem(source, "encoding", f"not valid {encoding}: {err}")], source=source) from None
 
 
 def _decode_cp932_fallback(data: bytes, source: str, utf8_error: UnicodeDecodeError) -> str:
-    head_is_utf8 = _is_utf8(data[: utf8_error.start])
-    if utf8_error.reason == "unexpected end of data" and head_is_utf8 and utf8_error.start > len(data) - 4:
-        raise _reject(
-            source,
-            data,
-            utf8_error.start,
-            "UTF-8 file cut off inside a multibyte character; re-export it, or pass --encoding cp932 if it is CP932",
-        )
+    bad = utf8_error.start
+    head = data[:bad]
+    if _is_utf8(head):
+        if utf8_error.reason == "unexpected end of data" and bad > len(data) - 4:
+            raise _reject(source, data, bad, "UTF-8 file cut off inside a multibyte character; "
+                          "re-export it, or pass --encoding cp932 if it is CP932")
+        if not head.isascii():
+            raise _reject(source, data, bad, f"byte 0x{data[bad]:02x} is not UTF-8 like the lines before it: "
+                          "the file mixes encodings; re-export it in one encoding, or pass --encoding to force one")
     try:
         text = data.decode(CP932)
     except UnicodeDecodeError as sjis_error:
@@ -86,12 +111,11 @@ def _decode_cp932_fallback(data: bytes, source: str, utf8_error: UnicodeDecodeEr
             source,
             data,
             sjis_error.start,
-            f"neither UTF-8 (bad byte 0x{data[utf8_error.start]:02x} at offset {utf8_error.start}, "
-            f"line {_line_of(data, utf8_error.start)}) nor CP932 (bad byte 0x{data[sjis_error.start]:02x}); "
-            "re-export the file as UTF-8 or pass --encoding",
+            f"neither UTF-8 (bad byte 0x{data[bad]:02x} at offset {bad}, line {_line_of(data, bad)}) "
+            f"nor CP932 (bad byte 0x{data[sjis_error.start]:02x}); re-export the file as UTF-8 or pass --encoding",
         ) from None
-    _check_cp932_is_text(text, data, source)
-    _check_not_mixed(data, source, utf8_error.start)
+    _check_cp932_is_text(data, source)
+    _check_not_mixed(data, source, bad)
     return text
 
 
@@ -103,22 +127,14 @@ def _is_utf8(chunk: bytes) -> bool:
     return True
 
 
-def _check_cp932_is_text(text: str, data: bytes, source: str) -> None:
-    for char, byte in _CP932_NON_TEXT.items():
-        if char in text:
-            offset = _find_single_byte(data, byte)
-            raise _reject(source, data, offset, f"byte 0x{byte:02x} is not a character in CP932 text")
-
-
-def _find_single_byte(data: bytes, byte: int) -> int:
-    """Offset of ``byte`` where it stands as a character of its own in CP932, not as a trail byte."""
+def _check_cp932_is_text(data: bytes, source: str) -> None:
+    """Reject the first byte that stands as a character of its own in CP932 and is no character."""
     i = 0
     while i < len(data):
         b = data[i]
-        if b == byte:
-            return i
-        i += 2 if (0x81 <= b <= 0x9F or 0xE0 <= b <= 0xFC) else 1
-    return 0
+        if b in _CP932_NON_TEXT:
+            raise _reject(source, data, i, f"byte 0x{b:02x} is not a character in CP932 text")
+        i += 2 if _is_cp932_lead(b) else 1
 
 
 def _check_not_mixed(data: bytes, source: str, first_bad_utf8: int) -> None:

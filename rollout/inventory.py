@@ -7,6 +7,8 @@ attribute that cohort selectors can use (``cost_center=1234``).
 Loading is all or nothing: every problem in the file is collected and raised together as an
 InventoryError whose lines read ``file:line: field: what is wrong``; nothing partial is returned.
 Decoding follows the fixed rule of ``rollout.encoding`` and the encoding used is reported.
+A file that stops being readable (a CSV quote or a JSON value that never closes) gets one problem
+at the line where it stops, after the problems of the records before it.
 """
 
 from __future__ import annotations
@@ -195,14 +197,18 @@ def _json_rows(text: str, source: str) -> Iterator[tuple[int, Mapping[str, Any]]
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            raise InventoryError([Problem(f"{source}:{err.lineno}", "", f"not valid JSON: {err.msg}")], source=source)
+            yield err.lineno, {"__error__": f"not valid JSON: {err.msg}"}
+            return
+        except (ValueError, RecursionError) as err:
+            yield line, {"__error__": _json_limit_message(err)}
+            return
         yield line, value if isinstance(value, dict) else {"__error__": "expected a JSON object for each device"}
         pos = _skip_ws(text, pos)
         if text.startswith(",", pos):
             pos += 1
         elif not text.startswith("]", pos):
-            at = text.count("\n", 0, pos) + 1
-            raise InventoryError([Problem(f"{source}:{at}", "", "not valid JSON: expected ',' or ']'")], source=source)
+            yield text.count("\n", 0, pos) + 1, {"__error__": "not valid JSON: expected ',' or ']'"}
+            return
 
 
 def _skip_ws(text: str, pos: int) -> int:
@@ -211,14 +217,25 @@ def _skip_ws(text: str, pos: int) -> int:
     return pos
 
 
+def _json_limit_message(err: ValueError | RecursionError) -> str:
+    """A value the json module refuses beyond its syntax: nesting too deep, a number too long."""
+    if isinstance(err, RecursionError):
+        return "not valid JSON: nested too deeply"
+    return f"not valid JSON: {str(err).split(';')[0]}"
+
+
 def _jsonl_rows(text: str, source: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    for number, raw in enumerate(text.splitlines(), start=1):
+    """One object a line; lines end at ``\\n`` only, so U+2028 and form feeds stay inside strings."""
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as err:
             yield number, {"__error__": f"not valid JSON: {err.msg}"}
+            continue
+        except (ValueError, RecursionError) as err:
+            yield number, {"__error__": _json_limit_message(err)}
             continue
         yield number, value if isinstance(value, dict) else {"__error__": "expected a JSON object"}
 
@@ -273,11 +290,13 @@ class _Builder:
             self.devices.append(self._device(values))
 
     def _check_unique(self, line: int, field: str, value: str, seen: dict[str, int]) -> None:
+        """The second record with ``value`` is a duplicate, even on the line of the first (minified JSON)."""
         if not value:
             return
-        first = seen.setdefault(value, line)
-        if first != line:
-            self.problem(line, field, f"duplicate of line {first}")
+        if value in seen:
+            self.problem(line, field, f"duplicate of line {seen[value]}")
+        else:
+            seen[value] = line
 
     def _device(self, values: dict[str, str]) -> Device:
         intern = sys.intern
@@ -323,8 +342,12 @@ def _text(value: Any) -> str:
 
 
 def _looks_like_upn(user: str) -> bool:
+    """``name@domain``: one ``@``, a non-empty name, a dotted domain, no whitespace anywhere."""
     local, at, domain = user.partition("@")
-    return bool(at and local and "." in domain and not domain.startswith(".") and " " not in user)
+    return bool(
+        at and local and "@" not in domain and "." in domain and not domain.startswith(".")
+        and not domain.endswith(".") and len(user.split()) == 1
+    )
 
 
 def write_inventory_csv(devices: Iterable[Device], out: io.TextIOBase | Any, extra_columns: Iterable[str] = ()) -> None:
