@@ -75,3 +75,12 @@ def test_check_in_with_wrong_dynamodb_type_names_the_attribute() -> None:
             "checked_in_at": {"S": "2025-04-14T01:02:03Z"}, "expires_at": {"S": "1752454923"}}
     with pytest.raises(ContractError, match="'expires_at': DynamoDB type S, expected N"):
         CheckIn.from_dynamodb_item(item)
+
+
+def test_stacks_readme_documents_every_output_and_every_iam_action() -> None:
+    from rollout.permissions import required_actions
+
+    readme = (Path(__file__).resolve().parents[2] / "stacks" / "README.md").read_text(encoding="utf-8")
+    missing = [f"`{name}`" for name in OUTPUT_NAMES if f"| `{name}` |" not in readme]
+    missing += [action for action in sorted(required_actions()) if f"`{action}`" not in readme]
+    assert missing == []
