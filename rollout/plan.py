@@ -58,15 +58,17 @@ class PlannedWave:
     sites: tuple[tuple[str, int], ...]  # sorted (site, devices)
     dates: WaveDates
     hash: str
+    gates: Mapping[str, Any]  # the wave's GateSpec as JSON
 
 
 
 def wave_content(
-    index: int, name: str, canary: bool, devices: Sequence[str], bake_seconds: int, approvals: Sequence[str]
+    index: int, name: str, canary: bool, devices: Sequence[str], bake_seconds: int, approvals: Sequence[str],
+    gates: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """What a wave's hash covers: who moves, how long it bakes, who must approve."""
+    """What a wave's hash covers: who moves, how long it bakes, who must approve, how it is judged."""
     return {"index": index, "name": name, "canary": canary, "devices": list(devices),
-            "bake_seconds": bake_seconds, "approvals": list(approvals)}
+            "bake_seconds": bake_seconds, "approvals": list(approvals), "gates": dict(gates)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,8 +296,9 @@ def _wave(policy: Policy, n: int, members: list[int], devices: Sequence[Device],
     sites = tuple(sorted(Counter(devices[i].site for i in members).items()))
     size_rule = str(spec.size) if spec.size is not None else "cover"
     approvals = policy.approvals_for(spec)
-    digest = sha256_of(wave_content(n, spec.name, spec.canary, ids, spec.bake, approvals))
-    return PlannedWave(n, spec.name, spec.canary, size_rule, ids, spec.bake, approvals, sites, dates, digest)
+    gates = policy.gates_for(spec).model_dump(mode="json", by_alias=True)
+    digest = sha256_of(wave_content(n, spec.name, spec.canary, ids, spec.bake, approvals, gates))
+    return PlannedWave(n, spec.name, spec.canary, size_rule, ids, spec.bake, approvals, sites, dates, digest, gates)
 
 
 def _coverage(

@@ -40,6 +40,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
                 "end": str(w.dates.end),
                 "bake_until": str(w.dates.bake_until),
                 "sites": dict(w.sites),
+                "gates": dict(w.gates),
                 "devices": list(w.devices),
             }
             for w in plan.waves
@@ -65,6 +66,7 @@ class WaveDoc(_Strict):
     end: str
     bake_until: str
     devices: list[str]
+    gates: dict[str, Any] = {}
 
 
 class CoverageDoc(_Strict):

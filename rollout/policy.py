@@ -100,6 +100,7 @@ class WaveSize(_Frozen):
 class WaveSpec(_Frozen):
     name: str = Field(min_length=1)
     canary: bool = False
+    gates: dict[str, Any] | None = None  # overrides of the policy's gates for this wave
     size: Annotated[WaveSize | None, BeforeValidator(lambda v: None if v is None else WaveSize.parse(v))] = None
     bake: Duration = 0
     approvals: tuple[str, ...] | None = None
@@ -188,6 +189,58 @@ class Helpdesk(_Frozen):
         return max(limit, 1)
 
 
+class Threshold(_Frozen):
+    """A health signal's thresholds. For rates (higher is better): pass at or above ``pass_``,
+    roll back below ``rollback``. For ``tickets_per_100`` (lower is better): pass at or below
+    ``pass_``, roll back above ``rollback``. Between the two the verdict is inconclusive."""
+
+    pass_: float = Field(alias="pass")
+    rollback: float
+
+
+SIGNALS = ("kitting", "signin", "ztna", "app", "tickets_per_100")
+LOWER_IS_BETTER = frozenset({"tickets_per_100"})
+
+
+def _default_signals() -> dict[str, Threshold]:
+    rates = {"kitting": (0.98, 0.90), "signin": (0.98, 0.90), "ztna": (0.98, 0.90), "app": (0.97, 0.85)}
+    out = {name: Threshold(**{"pass": p, "rollback": r}) for name, (p, r) in rates.items()}
+    out["tickets_per_100"] = Threshold(**{"pass": 5.0, "rollback": 15.0})
+    return out
+
+
+class CohortTest(_Frozen):
+    """When a cohort's failures count as concentrated: Fisher's exact test against the rest of the
+    wave, one-sided, at ``alpha``, with at least ``min_failures`` failures in the cohort."""
+
+    keys: tuple[str, ...] = ("model", "os_version", "department", "site", "apps")
+    min_failures: int = Field(default=3, ge=1)
+    alpha: float = Field(default=0.001, gt=0, lt=1)
+
+
+class GateSpec(_Frozen):
+    """How a wave is judged during and after its bake."""
+
+    signals: dict[str, Threshold] = Field(default_factory=_default_signals)
+    min_checkins: int = Field(default=10, ge=1)
+    coverage: float = Field(default=0.9, gt=0, le=1)
+    checkin_deadline: Duration = 2 * 86400
+    stragglers: Literal["defer", "except"] = "defer"
+    cohort: CohortTest = CohortTest()
+    max_consecutive_errors: int = Field(default=3, ge=1)
+
+    @field_validator("signals")
+    @classmethod
+    def _known_signals(cls, v: dict[str, Threshold]) -> dict[str, Threshold]:
+        for name, t in v.items():
+            if name not in SIGNALS:
+                raise ValueError(f"unknown signal {name!r} (known: {', '.join(SIGNALS)})")
+            worse = t.rollback < t.pass_ if name in LOWER_IS_BETTER else t.rollback > t.pass_
+            if worse:
+                raise ValueError(f"{name}: the rollback threshold must be beyond the pass threshold")
+        return v
+
+
 class Policy(_Frozen):
     rollout: str = Field(min_length=1)
     sites: tuple[str, ...] | None = None
@@ -198,9 +251,19 @@ class Policy(_Frozen):
     constraints: Constraints = Constraints()
     schedule: Schedule
     helpdesk: Helpdesk = Helpdesk()
+    gates: GateSpec = GateSpec()
 
     def approvals_for(self, wave: WaveSpec) -> tuple[str, ...]:
         return wave.approvals if wave.approvals is not None else self.default_approvals
+
+    def gates_for(self, wave: WaveSpec) -> GateSpec:
+        """The policy's gates with the wave's overrides applied (signals merge by name)."""
+        if not wave.gates:
+            return self.gates
+        base = self.gates.model_dump(by_alias=True)
+        over = dict(wave.gates)
+        base["signals"] = {**base["signals"], **over.pop("signals", {})}
+        return GateSpec.model_validate({**base, **over})
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"),
@@ -262,6 +325,11 @@ def check_policy(policy: Policy) -> list[tuple[tuple[Any, ...], str]]:
             out.append((("waves", i, "size"), "missing: give a count, a percentage such as '5%', or 'rest'"))
         if wave.size is not None and wave.size.kind == "rest" and i != len(policy.waves) - 1:
             out.append((("waves", i, "size"), "'rest' is only allowed for the last wave"))
+        try:
+            policy.gates_for(wave)
+        except ValidationError as err:
+            for e in err.errors():
+                out.append((("waves", i, "gates", *_clean_loc(tuple(e["loc"]))), e["msg"].removeprefix("Value error, ")))
     percent = sum(w.size.value for w in policy.waves if w.size is not None and w.size.kind == "percent")
     if percent > 100:
         out.append((("waves",), f"wave percentages add up to {percent:g}%, more than 100%"))
