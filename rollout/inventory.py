@@ -350,6 +350,14 @@ def _looks_like_upn(user: str) -> bool:
     )
 
 
+def parse_record(record: Mapping[str, str]) -> Device:
+    """A device from ``Device.to_record()`` output (trusted: written by this program)."""
+    values = dict(record)
+    lists = {k: tuple(v for v in values.pop(k, "").split(LIST_SEPARATOR) if v) for k in LIST_COLUMNS}
+    plain = {c: values.pop(c) for c in REQUIRED_COLUMNS}
+    return Device(**plain, apps=lists["apps"], tags=lists["tags"], attributes=tuple(sorted(values.items())))
+
+
 def write_inventory_csv(devices: Iterable[Device], out: io.TextIOBase | Any, extra_columns: Iterable[str] = ()) -> None:
     """Write devices as an inventory CSV (the format ``load_inventory`` reads)."""
     columns = list(COLUMNS) + list(extra_columns)

@@ -228,6 +228,8 @@ class GateSpec(_Frozen):
     stragglers: Literal["defer", "except"] = "defer"
     cohort: CohortTest = CohortTest()
     max_consecutive_errors: int = Field(default=3, ge=1)
+    # While applying: a wave whose failed migrations exceed this share of its devices fails.
+    max_migration_failures: float = Field(default=0.1, ge=0, le=1)
 
     @field_validator("signals")
     @classmethod

@@ -1,0 +1,163 @@
+"""The imperative shell around the engine: observe, decide, commit, act, repeat.
+
+One ``tick``: finish any intent a killed driver left open (same operation ids, so nothing is done
+twice); read the rollout and the active wave's telemetry; ``engine.decide``; commit the decision
+in one fenced transaction; then run each backend call as intent -> call -> done; notify only
+after the writes succeeded. The driver holds the rollout's lease for as long as it runs.
+
+``ROLLOUT_FAULT_KILL_AT=<step>:<n>`` (for the crash harness) kills the process with SIGKILL the
+n-th time it reaches a step boundary: ``before_intent``, ``after_intent``, ``after_backend``,
+``after_done``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rollout.backends import Backend
+from rollout.engine import Call, Decision, Signals, Snapshot, decide
+from rollout.lease import Lease, acquire_lease, release_lease, renew_lease
+from rollout.model import DevicePhase, RolloutPhase, WavePhase, rollout_phase
+from rollout.recorder import ConflictError, Intent, apply_decision, finish_intent, open_intents, record_intent
+from rollout.store import SqliteStore
+
+Clock = Callable[[], dt.datetime]
+
+
+class SimulatedClock:
+    """Compressed time for rehearsals: starts where the rollout's log ends, moves only when told."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, wake_at: dt.datetime | None, step: dt.timedelta) -> None:
+        """Jump to ``wake_at`` if it comes sooner than one ``step``; else one step."""
+        target = self.now + step
+        if wake_at is not None and self.now < wake_at < target:
+            target = wake_at
+        self.now = target
+
+
+def last_event_time(store: SqliteStore, rollout_id: str) -> dt.datetime:
+    row = store.db.execute("SELECT MAX(at) FROM events WHERE rollout_id=?", (rollout_id,)).fetchone()
+    return dt.datetime.fromisoformat(row[0])
+
+
+class _KillSwitch:
+    def __init__(self) -> None:
+        spec = os.environ.get("ROLLOUT_FAULT_KILL_AT", "")
+        step, _, count = spec.partition(":")
+        self.step, self.left = step, int(count or 0)
+
+    def __call__(self, step: str) -> None:
+        if self.step == step:
+            self.left -= 1
+            if self.left <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class Driver:
+    store: SqliteStore
+    rollout_id: str
+    backend: Backend
+    actor: str
+    clock: Clock
+    wall: Callable[[], float] = time.time
+    use_intents: bool = True
+    lease_ttl: float = 60.0
+    batch_size: int = 250
+    batches_per_tick: int = 8
+    notify: Callable[[str], None] = lambda message: None
+    lease: Lease | None = None
+    checkpoint: Callable[[str], None] = field(default_factory=_KillSwitch)
+
+    def __post_init__(self) -> None:
+        self.inventory = self.store.inventory(self.rollout_id)
+
+    def __enter__(self) -> Driver:
+        self.lease = acquire_lease(self.store, self.rollout_id, self.actor, self.wall(), self.lease_ttl)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lease is not None:
+            release_lease(self.store, self.lease, self.wall())
+            self.lease = None
+
+    def phase(self) -> RolloutPhase:
+        return rollout_phase(self.store.status(self.rollout_id), self.store.waves(self.rollout_id))
+
+    def tick(self) -> Decision:
+        assert self.lease is not None, "drive inside `with Driver(...)`"
+        self.lease = renew_lease(self.store, self.lease, self.wall(), self.lease_ttl)
+        now = self.clock()
+        self._reconcile(now)
+        snap = Snapshot(self.store.status(self.rollout_id), self.store.waves(self.rollout_id),
+                        self.store.devices(self.rollout_id), self.inventory, self.store.approvals(self.rollout_id),
+                        self.store.issues(self.rollout_id), self.batch_size, self.batches_per_tick)
+        decision = decide(snap, self._signals(snap, now), now)
+        if not decision.empty:
+            try:
+                apply_decision(self.store, self.rollout_id, self.lease.fence, decision, now, self.actor)
+            except ConflictError:
+                return Decision()  # someone changed the rollout meanwhile: decide again next tick
+        for message in decision.notices:
+            self.notify(message)
+        for call in decision.calls:
+            self._execute(call, now)
+        return decision
+
+    def _signals(self, snap: Snapshot, now: dt.datetime) -> Signals:
+        active = next((w for w in snap.waves if not w.phase.is_terminal), None)
+        if active is None or active.phase != WavePhase.BAKING:
+            return Signals()
+        devices = [self.inventory[d.device_id] for d in snap.devices.values()
+                   if d.wave == active.index and d.migrated_at is not None]
+        return self.backend.read_signals(self.rollout_id, active.name, devices, now)
+
+    def _execute(self, call: Call, now: dt.datetime) -> None:
+        assert self.lease is not None
+        intent = Intent(uuid.uuid4().hex, call.verb, call.wave, call.device_ids)
+        self.checkpoint("before_intent")
+        if self.use_intents:
+            record_intent(self.store, self.rollout_id, self.lease.fence, intent, now, self.actor)
+        self.checkpoint("after_intent")
+        self._run(intent, now, recorded=self.use_intents)
+
+    def _run(self, intent: Intent, now: dt.datetime, *, recorded: bool) -> None:
+        assert self.lease is not None
+        wave = self.store.waves(self.rollout_id)[intent.wave].name
+        devices = [self.inventory[d] for d in intent.device_ids]
+        steps = self.store.steps_of(self.rollout_id, intent.device_ids)
+        act = self.backend.migrate if intent.verb == "migrate" else self.backend.revert
+        results = act(intent.op_id, wave, devices, steps, now)
+        self.checkpoint("after_backend")
+        finish_intent(self.store, self.rollout_id, self.lease.fence, intent, results, now, self.actor,
+                      recorded=recorded)
+        self.checkpoint("after_done")
+
+    def _reconcile(self, now: dt.datetime) -> None:
+        """Finish the intents a killed driver left open, with their own operation ids."""
+        for intent in open_intents(self.store, self.rollout_id):
+            self._run(intent, now, recorded=True)
+
+    def is_settled(self) -> bool:
+        """Nothing left to do: completed, or halted with every rollback finished."""
+        phase = self.phase()
+        if phase == RolloutPhase.COMPLETED:
+            return True
+        if phase != RolloutPhase.HALTED:
+            return False
+        waves = self.store.waves(self.rollout_id)
+        devices = self.store.devices(self.rollout_id).values()
+        return not any(w.phase in (WavePhase.FAILED, WavePhase.ROLLING_BACK) for w in waves) and \
+            not any(d.phase in (DevicePhase.REVERTING, DevicePhase.MIGRATING) for d in devices)
