@@ -11,13 +11,14 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import rollout
 from rollout.diff import PlanDiff, diff_plans
 from rollout.errors import InputError
 from rollout.explain import Explanation, explain_device
 from rollout.fleet import EXTRA_COLUMNS, iter_fleet
-from rollout.inventory import COLUMNS, Inventory, load_inventory
+from rollout.inventory import COLUMNS, Device, Inventory, load_inventory
 from rollout.plan import Plan, plan_waves
 from rollout.files import write_bytes_atomic, write_json_atomic
 from rollout.planfile import load_plan_file, plan_to_json
@@ -50,6 +51,16 @@ def make_plan(inventory_path: str | Path, policy_path: str | Path, *, encoding: 
     policy = load_policy(policy_path)
     inventory = load_inventory(inventory_path, encoding=encoding, known_sites=policy.sites)
     return Planned(inventory, policy, plan_waves(inventory, policy))
+
+
+def load_inventory_for_plan(path: str | Path, plan: dict[str, Any], *, encoding: str | None = None) -> dict[str, Device]:
+    """The inventory a plan was made from, checked by its SHA-256 against the plan's inputs."""
+    inventory = load_inventory(path, encoding=encoding)
+    expected = plan.get("inputs", {}).get("inventory_sha256")
+    if expected and expected != inventory.sha256:
+        raise InputError(f"{path} is not the inventory this plan was made from (its SHA-256 differs from the plan's "
+                         "inputs.inventory_sha256); plan it again with `rollout plan --out`.")
+    return {d.device_id: d for d in inventory.devices}
 
 
 def write_plan(plan: Plan, path: str | Path) -> None:

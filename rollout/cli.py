@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 
 from rollout import api
+from rollout.cli_rollout import register
 from rollout.demo import run_demo
 from rollout.diff import diff_to_json
 from rollout.errors import RolloutError
@@ -187,8 +188,11 @@ def fleet_generate(devices: int, seed: int, out: Path, encoding: str) -> None:
 @click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path(".rollout/demo"), show_default=True, help="Where the demo writes its files.")
 def demo(workdir: Path) -> None:
-    """The main job on embedded defaults: generate the example fleet and plan it."""
+    """The main job on embedded defaults: generate the example fleet, plan it, rehearse it."""
     run_demo(workdir, _stdout())
+
+
+register(cli)
 
 
 def main() -> None:

@@ -1,7 +1,10 @@
 """``rollout demo``: the main job on embedded defaults, with no AWS account and no Pulumi CLI.
 
-It generates the example 10,000-device fleet, plans it under the example policy, writes the plan,
-and explains a canary and a VIP device, then prints the commands to explore further.
+It generates the example 10,000-device fleet, plans it under the example policy, explains a
+canary and a VIP device, then rehearses the whole rollout against the example scenario: one laptop
+model fails kitting in the canary (that cohort is rolled back and held under a blocker issue, the
+rest goes on) and wave-4 breaks sign-in fleet-wide (it is rolled back automatically and the
+rollout halts). It ends with where the state file is, for ``rollout status`` and ``audit verify``.
 """
 
 from __future__ import annotations
@@ -12,18 +15,21 @@ from rich.console import Console
 from rich.rule import Rule
 
 from rollout import api
+from rollout.cli_rollout import print_summary, run_rehearsal
 from rollout.explain import explain_device
 from rollout.render import explanation_text, plan_table
+from rollout.rehearse import world_path
 
 
 def run_demo(workdir: Path, console: Console) -> Path:
-    """Run the demo in ``workdir``; return the plan file's path."""
+    """Run the demo in ``workdir`` (a fresh rehearsal each time); return the state file's path."""
     fleet = workdir / api.EXAMPLE_FLEET
-    policy = api.examples_dir() / api.EXAMPLE_POLICY
-    plan_path = workdir / "plan.json"
+    examples = api.examples_dir()
+    policy, scenario = examples / api.EXAMPLE_POLICY, examples / "scenario.yaml"
+    plan_path, state = workdir / "plan.json", workdir / "state.db"
     console.print(Rule("1. Generate the example fleet"))
     api.generate_fleet_file(fleet, api.EXAMPLE_FLEET_SIZE, api.EXAMPLE_SEED)
-    console.print(f"{fleet}: {api.EXAMPLE_FLEET_SIZE:,} devices (seed {api.EXAMPLE_SEED})")
+    console.print(f"{fleet}: {api.EXAMPLE_FLEET_SIZE:,} devices (seed {api.EXAMPLE_SEED})", markup=False)
     console.print(Rule("2. Plan the waves"))
     planned = api.make_plan(fleet, policy)
     api.write_plan(planned.plan, plan_path)
@@ -36,12 +42,10 @@ def run_demo(workdir: Path, console: Console) -> Path:
         if device_id is not None:
             console.print(explanation_text(explain_device(plan, inventory, planned.policy, device_id)),
                           markup=False, highlight=False)
-    console.print(Rule("Next"))
-    console.print(
-        f"Plan written to {plan_path}. Try:\n"
-        f"  rollout plan --inventory {fleet} --policy {policy} --format markdown\n"
-        f"  rollout plan explain {canary} --inventory {fleet} --policy {policy}\n"
-        f"  rollout diff {plan_path} OTHER_PLAN.json",
-        markup=False, highlight=False,
-    )
-    return plan_path
+    console.print(Rule(f"4. Rehearse the rollout against {scenario.name}"))
+    for stale in (state, world_path(state)):
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(stale) + suffix).unlink(missing_ok=True)
+    result = run_rehearsal(plan_path, fleet, scenario, state, None, console)
+    print_summary(result, state, console)
+    return state
