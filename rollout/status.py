@@ -73,6 +73,15 @@ def status_json(store: SqliteStore, rollout_id: str) -> dict[str, Any]:
     }
 
 
+def gate_summary(gate: dict[str, Any]) -> str:
+    """'pass: coverage 100% (49/49); kitting 1.00 signin 1.00 ...; held: model=X' for one line of a table."""
+    figures = " ".join(f"{s['name']} {s['value']:.2f}" if s["value"] is not None else f"{s['name']} -"
+                       for s in gate.get("signals", []))
+    text = f"{gate['verdict']}: coverage {gate['coverage']:.0%} ({gate['reported']}/{gate['expected']}); {figures}"
+    cohorts = [c["selector"] for c in gate.get("failing_cohorts", [])]
+    return text + (f"; cohorts rolled back: {', '.join(cohorts)}" if cohorts else "")
+
+
 def status_table(data: dict[str, Any]) -> Group:
     head = Text(f"Rollout {data['rollout']}: {data['phase'].upper()}", style="bold")
     parts: list[RenderableType] = [head]
@@ -88,10 +97,7 @@ def status_table(data: dict[str, Any]) -> Group:
         approvals = ", ".join(f"{a['by']} ({a['role']})" for a in w["approvals"]["valid"])
         if w["approvals"]["missing"]:
             approvals += ("; " if approvals else "") + "missing: " + ", ".join(w["approvals"]["missing"])
-        gate = ""
-        if w["gate"]:
-            g = w["gate"]["gate"]
-            gate = f"{g['verdict']}: " + "; ".join(g.get("reasons", []))[:160]
+        gate = gate_summary(w["gate"]["gate"]) if w["gate"] else ""
         table.add_row(w["name"], Text(w["phase"], style=PHASE_STYLE.get(w["phase"], "")), devices, approvals, gate)
     parts.append(table)
     for issue in data["issues"]:
