@@ -225,7 +225,6 @@ class GateSpec(_Frozen):
     min_checkins: int = Field(default=10, ge=1)
     coverage: float = Field(default=0.9, gt=0, le=1)
     checkin_deadline: Duration = 2 * 86400
-    stragglers: Literal["defer", "except"] = "defer"
     cohort: CohortTest = CohortTest()
     max_consecutive_errors: int = Field(default=3, ge=1)
     # While applying: a wave whose failed migrations exceed this share of its devices fails.
