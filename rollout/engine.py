@@ -29,7 +29,7 @@ The rules, in the order one tick applies them:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +143,7 @@ def decide(snap: Snapshot, signals: Signals, now: dt.datetime) -> Decision:
     """One tick of the rules in the module docstring."""
     d = Decision()
     holding = [i for i in snap.issues if i.holds_devices]
-    selectors = [(i, Selector.parse(i.selector)) for i in holding]
+    selectors = [(i, Selector.parse(i.selector).predicate()) for i in holding]
     by_wave = _devices_by_wave(snap)
     _sync_holds(snap, selectors, d)
     _continue_rollbacks(snap, by_wave, d)
@@ -167,12 +167,12 @@ def _devices_by_wave(snap: Snapshot) -> dict[int, list[DeviceState]]:
     return out
 
 
-def _sync_holds(snap: Snapshot, selectors: list[tuple[Issue, Selector]], d: Decision) -> None:
+def _sync_holds(snap: Snapshot, selectors: list[tuple[Issue, Callable[[Device], bool]]], d: Decision) -> None:
     for device in snap.devices.values():
         if device.phase not in (D.PENDING, D.HELD, D.REVERTED):
             continue
         attrs = snap.inventory[device.device_id]
-        held_by = next((i for i, s in selectors if s.matches(attrs)), None)
+        held_by = next((i for i, matches in selectors if matches(attrs)), None)
         if device.phase == D.PENDING and held_by is not None:
             d.move_device(device, D.HELD, error=f"held by issue #{held_by.id}: {held_by.title}")
         elif device.phase == D.HELD and held_by is None:

@@ -8,10 +8,10 @@ matches (AND). A term matches when the value is among the device's values for th
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from rollout.inventory import Device
+from rollout.inventory import KEY_ALIASES, LIST_COLUMNS, REQUIRED_COLUMNS, Device
 
 
 class SelectorSyntaxError(ValueError):
@@ -41,5 +41,31 @@ class Selector:
     def matches(self, device: Device) -> bool:
         return all(value in device.values_of(key) for key, value in self.terms)
 
+    def predicate(self) -> Callable[[Device], bool]:
+        """A faster ``matches`` for scanning many devices: plain columns are read by position."""
+        checks = [_term_check(key, value) for key, value in self.terms]
+        if len(checks) == 1:
+            return checks[0]
+        return lambda d: all(check(d) for check in checks)
+
     def __str__(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.terms)
+
+
+def _term_check(key: str, value: str) -> Callable[[Device], bool]:
+    canon = KEY_ALIASES.get(key, key)
+    if canon in REQUIRED_COLUMNS:
+        index = Device._fields.index(canon)
+
+        def equal(d: Device) -> bool:
+            return bool(d[index] == value)
+
+        return equal
+    if canon in LIST_COLUMNS:
+        index = Device._fields.index(canon)
+
+        def member(d: Device) -> bool:
+            return value in d[index]
+
+        return member
+    return lambda d: value in d.values_of(key)
