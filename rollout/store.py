@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import sqlite3
@@ -51,8 +52,13 @@ class StaleWriterError(RolloutError):
     """This driver's lease was taken over: its write was refused and nothing was written."""
 
 
+_parse_time = functools.lru_cache(maxsize=65536)(dt.datetime.fromisoformat)
+_DEVICE_PHASES = {p.value: p for p in DevicePhase}
+
+
 def utc(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
+    """Parse a stored timestamp; cached, since a batch of devices shares its timestamps."""
+    return _parse_time(value) if value else None
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -221,7 +227,8 @@ class SqliteStore:
     def devices(self, rollout_id: str) -> dict[str, DeviceState]:
         rows = self.db.execute("SELECT device_id, wave, phase, phase_since, migrated_at, steps_done, error "
                                "FROM devices WHERE rollout_id=?", (rollout_id,))
-        return {r[0]: DeviceState(r[0], r[1], DevicePhase(r[2]), utc(r[3]) or dt.datetime.min, utc(r[4]), r[5], r[6])
+        phases = _DEVICE_PHASES
+        return {r[0]: DeviceState(r[0], r[1], phases[r[2]], utc(r[3]) or dt.datetime.min, utc(r[4]), r[5], r[6])
                 for r in rows}
 
     def inventory(self, rollout_id: str) -> dict[str, Device]:
