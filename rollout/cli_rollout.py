@@ -26,7 +26,16 @@ from rollout.driver import Driver, SimulatedClock, last_event_time
 from rollout.errors import InputError, RolloutError
 from rollout.lease import LeaseHeldError, force_unlock
 from rollout.model import DevicePhase
-from rollout.operations import add_issue, approve, pause, request_rollback, resume, set_issue, start_rollout
+from rollout.operations import (
+    add_issue,
+    approve,
+    pause,
+    replan,
+    request_rollback,
+    resume,
+    set_issue,
+    start_rollout,
+)
 from rollout.planfile import load_plan_file
 from rollout.rehearse import Rehearsal, rehearse, world_path
 from rollout.status import status_json, status_table
@@ -86,7 +95,7 @@ def _backend(store: SqliteStore, rollout_id: str, state: Path) -> Simulator:
 
 
 def register(cli: click.Group) -> None:
-    for command in (start, run, tick, status, approve_cmd, triage, pause_cmd, resume_cmd, rollback, unlock, audit,
+    for command in (start, replan_cmd, run, tick, status, approve_cmd, triage, pause_cmd, resume_cmd, rollback, unlock, audit,
                     rehearse_cmd):
         cli.add_command(command)
 
@@ -114,6 +123,21 @@ def start(plan_path: Path, inventory: Path, scenario: Path | None, no_separation
                                    actor, now)
     click.echo(f"Started rollout {plan['rollout']} ({len(devices):,} devices, plan {plan['plan_hash'][:12]}) in "
                f"{store.path}. Next: rollout approve {plan['waves'][0]['name']} --as NAME --role ROLE")
+
+
+@click.command("replan")
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@state_option
+@rollout_option
+@actor_option(True)
+def replan_cmd(plan_path: Path, state: str, rollout_id: str | None, actor: str) -> None:
+    """Adopt a new plan for the waves not started yet; changed waves need approving again."""
+    load_plan_file(plan_path)
+    plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    store = open_store(state)
+    voided = replan(store, pick_rollout(store, rollout_id), plan, actor, now_utc())
+    click.echo(f"Adopted plan {plan['plan_hash'][:12]}. "
+               + (f"Approvals voided for: {', '.join(voided)}." if voided else "No wave changed."))
 
 
 def _drive(state: str, rollout_id: str | None, actor: str, *, once: bool, until: str | None, simulated: bool,

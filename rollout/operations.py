@@ -6,6 +6,7 @@ change on its next tick). ``rollout rollback`` records the intent; the engine pe
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -169,3 +170,45 @@ def issues_holding(store: SqliteStore, rollout_id: str) -> Sequence[tuple[int, i
                         if d.phase in (DevicePhase.HELD, DevicePhase.REVERTED) and selector.matches(inventory[d.device_id]))
             out.append((issue.id, count))
     return out
+
+
+def replan(store: SqliteStore, rollout_id: str, plan: Mapping[str, Any], by: str, now: dt.datetime) -> list[str]:
+    """Adopt a new plan for the waves that have not started; returns the waves whose approvals it voids.
+
+    Waves must keep their names and order. A wave whose content hash changes takes the new
+    devices, bake, gates and required roles, and its approvals (bound to the old hash) stop
+    counting: an approved wave goes back to planned. Started waves cannot change: a plan that
+    moves a device of a started wave, or changes a started wave, is refused whole.
+    """
+    waves = store.waves(rollout_id)
+    new_waves = list(plan["waves"])
+    if [w.name for w in waves] != [w["name"] for w in new_waves]:
+        raise InputError("the new plan's waves differ in names or order from the running rollout's; "
+                         "a new wave layout needs a new rollout.")
+    devices = store.devices(rollout_id)
+    target = {d: w["index"] for w in new_waves for d in w["devices"]}
+    problems = [f"wave {w.name} is {w.phase} and cannot change" for w, n in zip(waves, new_waves)
+                if w.phase.is_started and w.hash != n["hash"]]
+    problems += [f"device {d}: not in the running rollout" for d in target if d not in devices]
+    problems += [f"device {d.device_id}: in started wave {waves[d.wave].name}, the new plan moves it"
+                 for d in devices.values() if waves[d.wave].phase.is_started and target.get(d.device_id, d.wave) != d.wave
+                 and d.phase not in (DevicePhase.PENDING, DevicePhase.HELD)]
+    if problems:
+        raise InputError("cannot adopt the new plan:\n  " + "\n  ".join(problems[:20]))
+    changed = [(w, n) for w, n in zip(waves, new_waves) if w.hash != n["hash"]]
+    with store.write() as db:
+        for wave, new in changed:
+            phase = WavePhase.PLANNED if wave.phase == WavePhase.APPROVED else wave.phase
+            db.execute("UPDATE waves SET hash=?, phase=?, approvals_required=?, bake_seconds=?, gates=? "
+                       "WHERE rollout_id=? AND idx=?",
+                       (new["hash"], phase.value, json.dumps(new["approvals"]), new["bake_seconds"],
+                        json.dumps(new.get("gates") or {}), rollout_id, wave.index))
+        for device_id, wave_index in target.items():
+            if devices[device_id].wave != wave_index:
+                db.execute("UPDATE devices SET wave=? WHERE rollout_id=? AND device_id=?",
+                           (wave_index, rollout_id, device_id))
+        db.execute("UPDATE rollouts SET plan_hash=?, plan_json=? WHERE id=?",
+                   (plan["plan_hash"], json.dumps(dict(plan), ensure_ascii=False), rollout_id))
+        store.append_event(db, rollout_id, now, by, "rollout.replanned",
+                           {"plan_hash": plan["plan_hash"], "voided": [w.name for w, _ in changed]})
+    return [w.name for w, _ in changed]

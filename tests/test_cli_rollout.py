@@ -145,3 +145,32 @@ def test_unknown_state_store_is_refused(tmp_path: Path) -> None:
     result = invoke("status", "--state", "postgres://x")
     assert result.exit_code == 2
     assert "unknown store 'postgres'" in result.output
+
+
+def test_a_new_plan_voids_only_the_approvals_of_the_waves_it_changes(
+        planned: dict[str, Path], write_policy: Callable[..., Path], tmp_path: Path) -> None:
+    state = started(planned)
+    for who, role in (("sato", "pm"), ("suzuki", "security")):
+        invoke("approve", "canary", "--as", who, "--role", role, *state)
+    invoke("approve", "wave-1", "--as", "sato", *state)
+    waves = [dict(w) for w in WAVES]
+    waves[1]["bake"] = "3d"
+    new_plan = tmp_path / "new.json"
+    policy = write_policy("new.yaml", waves=waves, constraints={"last_tags": ["vip"]})
+    assert invoke("plan", "--inventory", str(planned["inventory"]), "--policy", str(policy), "--out",
+                  str(new_plan)).exit_code == 0
+    result = invoke("replan", "--plan", str(new_plan), "--as", "tanaka", *state)
+    assert result.exit_code == 0, result.output
+    assert "Approvals voided for: wave-1." in result.output
+    data = status(state)
+    assert data["waves"][0]["approvals"]["missing"] == []
+    assert data["waves"][1]["approvals"]["missing"] == ["pm"]
+    assert data["waves"][1]["hash"] == json.loads(new_plan.read_text(encoding="utf-8"))["waves"][1]["hash"]
+    # Once the canary has started, a plan that changes it is refused whole.
+    invoke("run", "--simulated-time", "--until", "canary", "--as", "driver", *state)
+    waves[0]["bake"] = "2d"
+    policy = write_policy("newer.yaml", waves=waves, constraints={"last_tags": ["vip"]})
+    invoke("plan", "--inventory", str(planned["inventory"]), "--policy", str(policy), "--out", str(new_plan))
+    refused = invoke("replan", "--plan", str(new_plan), "--as", "tanaka", *state)
+    assert refused.exit_code == 2
+    assert "wave canary is passed and cannot change" in refused.output
