@@ -17,10 +17,12 @@ The rules, in the order one tick applies them:
    - planned -> approved once every required role approved its current hash (``rollout.approvals``);
    - approved -> planned if its approvals no longer hold (a new plan changed its hash);
    - approved -> applying when the previous wave passed, no issue reported during it is
-     untriaged, and the rollout is not paused; devices deferred or released from earlier waves join it;
+     untriaged, and the rollout is not paused; devices deferred or released from earlier waves join it
+     (not one that rule 1 holds in this same tick);
    - applying: pending devices are migrated in batches; with none left pending -> baking;
    - baking: the gate (``rollout.gates.assess_wave``) decides: failing cohorts are reverted and
-     quarantined under a new blocker issue; devices whose own check-in failed are reverted;
+     quarantined under a new blocker issue; devices whose own migration or own check-in failed
+     are reverted individually (none is left half-migrated in a wave that goes on);
      stragglers are deferred; PASS -> passed; FAIL -> failed, the rollout halts; INCONCLUSIVE or
      ``max_consecutive_errors`` ERRORs in a row -> held, for a human;
    - failed -> rolling_back: every device of the wave that is on zero trust is reverted.
@@ -240,8 +242,9 @@ def _start_blocker(snap: Snapshot, wave: WaveState) -> str:
 def _carry_into(snap: Snapshot, wave: WaveState, d: Decision) -> None:
     """Devices of earlier waves join the starting wave: deferred ones (judged again with it),
     ones released from a hold, and ones reverted with a rolled-back wave (the rollout was resumed)."""
+    already = {m.device_id for m in d.device_moves}  # held by rule 1 this tick: stays where it is
     for device in snap.devices.values():
-        if device.wave >= wave.index:
+        if device.wave >= wave.index or device.device_id in already:
             continue
         if device.phase == D.REVERTED and device.error.startswith("wave "):
             d.move_device(device, D.PENDING, wave=wave.index, error="", steps_done=0, migrated_at=None)
@@ -297,7 +300,7 @@ def _on_baking(snap: Snapshot, wave: WaveState, by_wave: dict[int, list[DeviceSt
     if now < bake_end:
         d.wake(bake_end)
     _quarantine(snap, wave, judged, decision, d)
-    _revert_failed_devices(judged, decision, signals, d)
+    _revert_failed_devices(by_wave.get(wave.index, []), signals, d)
     _defer_stragglers(snap, decision, d)
     _conclude(snap, wave, judged, decision, spec, now, d)
 
@@ -323,10 +326,17 @@ def _quarantine(snap: Snapshot, wave: WaveState, judged: list[DeviceState], deci
                              f"({finding.signal}: {finding.failures}/{finding.measured} failed)")
 
 
-def _revert_failed_devices(judged: list[DeviceState], decision: GateDecision, signals: Signals, d: Decision) -> None:
+def _revert_failed_devices(devices: list[DeviceState], signals: Signals, d: Decision) -> None:
+    """Devices whose own migration failed (failed, never migrated: partly on zero trust) or whose own
+    post-migration check-in failed are reverted individually; the rest of the wave is judged."""
     already = {m.device_id for m in d.device_moves}
-    for device in judged:
-        if device.device_id in already or device.migrated_at is None:
+    for device in devices:
+        if device.device_id in already:
+            continue
+        if device.phase == D.FAILED:
+            d.move_device(device, D.REVERTING)
+            continue
+        if device.migrated_at is None or device.error.startswith("quarantined"):
             continue
         report = signals.reports.get(device.device_id)
         failed_checks = [] if report is None or report.at < device.migrated_at else \
@@ -334,8 +344,6 @@ def _revert_failed_devices(judged: list[DeviceState], decision: GateDecision, si
         if device.phase in (D.MIGRATED, D.DEFERRED) and failed_checks:
             d.move_device(device, D.FAILED, error="failed checks: " + ", ".join(failed_checks))
             d.device_moves.append(DeviceMove(device.device_id, D.FAILED, D.REVERTING))
-        elif device.phase == D.FAILED:
-            d.move_device(device, D.REVERTING)
 
 
 def _defer_stragglers(snap: Snapshot, decision: GateDecision, d: Decision) -> None:
