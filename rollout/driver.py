@@ -7,7 +7,8 @@ after the writes succeeded. The driver holds the rollout's lease for as long as 
 
 ``ROLLOUT_FAULT_KILL_AT=<step>:<n>`` (for the crash harness) kills the process with SIGKILL the
 n-th time it reaches a step boundary: ``before_intent``, ``after_intent``, ``after_backend``,
-``after_done``.
+``after_done``. ``ROLLOUT_UNSAFE_NO_INTENTS=1`` switches intents off (the harness's control run,
+which must find duplicate actions; never set it for a real rollout).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class Driver:
     checkpoint: Callable[[str], None] = field(default_factory=_KillSwitch)
 
     def __post_init__(self) -> None:
+        if os.environ.get("ROLLOUT_UNSAFE_NO_INTENTS") == "1":
+            self.use_intents = False
         self.inventory = self.store.inventory(self.rollout_id)
 
     def __enter__(self) -> Driver:

@@ -4,6 +4,8 @@
 then takes a fencing number one above every number ever issued for the rollout. Every write of
 the driver carries ``Fence(lease_id, number)`` and the store refuses it once another driver took
 over (``rollout.store.StaleWriterError``). A force-unlock needs the exact lease id and is audited.
+A lease whose holder was a process on this host that no longer exists (killed, crashed) is
+taken over at once instead of blocking until it expires: ``rollout run`` again resumes.
 Lease times are wall-clock epoch seconds, passed in (the engine's own clock may be simulated).
 """
 
@@ -39,6 +41,19 @@ def _when(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
+def is_holder_gone(row_host: str, pid: int, host: str) -> bool:
+    """Whether the lease holder was a process on this host that no longer exists."""
+    if row_host != host or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False
+
+
 def acquire_lease(store: SqliteStore, rollout_id: str, holder: str, now: float, ttl: float = DEFAULT_TTL,
                   host: str | None = None) -> Lease:
     host = host or socket.gethostname()
@@ -46,7 +61,7 @@ def acquire_lease(store: SqliteStore, rollout_id: str, holder: str, now: float, 
     with store.write() as db:
         store.status(rollout_id)  # raises NotFoundError for an unknown rollout
         row = db.execute("SELECT * FROM leases WHERE rollout_id=?", (rollout_id,)).fetchone()
-        if row is not None and row["expires_at"] > now:
+        if row is not None and row["expires_at"] > now and not is_holder_gone(row["host"], row["pid"], host):
             raise LeaseHeldError(
                 f"rollout {rollout_id} is being driven by {row['holder']} on {row['host']} (pid {row['pid']}) "
                 f"since {_when(row['acquired_at'])}; its lease expires at {_when(row['expires_at'])}. "

@@ -8,7 +8,8 @@ hash of (seed, device, what, generation), so a rehearsal is deterministic by see
 
 The simulated fleet lives in its own SQLite file (``world``): which migration steps are in place
 on each device and every operation that touched it. Operations are idempotent per
-``(op_id, device, step)``, like the AWS calls they stand for; ``duplicate_actions`` counts a step
+``(op_id, device, step)``, like the AWS calls they stand for, and only per that: a step that one
+operation put in place is carried out again by another. ``duplicate_actions`` counts a step
 carried out by two different operations in one generation, which a correct driver never causes.
 """
 
@@ -124,21 +125,29 @@ class Simulator:
                               (device_id,)).fetchone()
         return (row[0], row[1], row[2]) if row else (0, 0, None)
 
+    def _steps_by(self, op_id: str, device_id: str, verb: str) -> set[str]:
+        """The steps operation ``op_id`` already carried out on the device (its idempotency record)."""
+        return {r[0] for r in self.db.execute("SELECT step FROM actions WHERE op_id=? AND device_id=? AND verb=?",
+                                              (op_id, device_id, verb))}
+
     def migrate(self, op_id: str, wave: str, devices: Sequence[Device], steps_done: Mapping[str, int],
                 now: dt.datetime) -> list[StepResult]:
+        """Run the migration steps not yet done *by this operation*. A step another operation put in
+        place is carried out again, as a real call with a new idempotency token would be: that is the
+        duplicate ``duplicate_actions`` counts. Replaying ``op_id`` after a crash changes nothing."""
         out = []
         self.db.execute("BEGIN IMMEDIATE")
-        full = (1 << len(MIGRATE_STEPS)) - 1
         for device in devices:
             steps, generation, migrated_at = self._state(device.device_id)
-            if steps == full and migrated_at:  # replayed after a crash: already done, nothing changes
+            mine = self._steps_by(op_id, device.device_id, "migrate")
+            if len(mine) == len(MIGRATE_STEPS) and migrated_at:  # replayed after a crash: already done
                 out.append(StepResult(device.device_id, True, steps, dt.datetime.fromisoformat(migrated_at)))
                 continue
             fails = uniform(self.scenario.seed, device.device_id, "migrate", generation) < \
                 self.failure_probability(device, wave, "migrate")
             error = ""
             for bit, step in enumerate(MIGRATE_STEPS):
-                if steps & (1 << bit):
+                if step in mine:
                     continue
                 if fails and step == "endpoint":
                     error = "SendCommand for the kitting document failed on this device"
@@ -156,11 +165,22 @@ class Simulator:
 
     def revert(self, op_id: str, wave: str, devices: Sequence[Device], steps_done: Mapping[str, int],
                now: dt.datetime) -> list[StepResult]:
+        """Undo the steps in place, access first, and start the device's next generation. Replaying
+        ``op_id`` changes nothing; another operation on a device already reverted runs the undo of
+        the previous generation's steps again (recorded under that generation: a duplicate)."""
         out = []
         self.db.execute("BEGIN IMMEDIATE")
         for device in devices:
             steps, generation, _ = self._state(device.device_id)
-            next_generation = generation + 1 if steps else generation  # a replayed revert changes nothing
+            if not steps:
+                if generation > 0 and not self._steps_by(op_id, device.device_id, "revert"):
+                    for (step,) in self.db.execute(
+                            "SELECT DISTINCT step FROM actions WHERE device_id=? AND verb='revert' AND generation=?",
+                            (device.device_id, generation - 1)).fetchall():
+                        self.db.execute("INSERT OR IGNORE INTO actions VALUES (?,?,?,?,?)",
+                                        (op_id, device.device_id, step, "revert", generation - 1))
+                out.append(StepResult(device.device_id, True, 0, now))
+                continue
             for step in ROLLBACK_STEPS:
                 bit = 1 << MIGRATE_STEPS.index(step)
                 if steps & bit:
@@ -169,7 +189,7 @@ class Simulator:
                     steps &= ~bit
             self.db.execute("INSERT INTO fleet VALUES (?,?,?,?,NULL) ON CONFLICT(device_id) DO UPDATE SET "
                             "steps=0, generation=excluded.generation, migrated_at=NULL",
-                            (device.device_id, 0, next_generation, wave))
+                            (device.device_id, 0, generation + 1, wave))
             out.append(StepResult(device.device_id, True, 0, now))
         self.db.execute("COMMIT")
         return out
