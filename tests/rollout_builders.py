@@ -35,7 +35,8 @@ SMALL_WAVES: list[dict[str, Any]] = [
 ]
 
 # Like examples/scenario.yaml: one laptop model fails kitting (its cohort is quarantined in the
-# canary), and sign-in breaks fleet-wide in wave-3 (rolled back automatically).
+# canary), and sign-in breaks fleet-wide in wave-3 (rolled back automatically); plus a few
+# devices whose own migration fails half-way (reverted one by one).
 SCENARIO: dict[str, Any] = {
     "seed": 2027,
     "baseline_failure": 0.002,
@@ -46,6 +47,7 @@ SCENARIO: dict[str, Any] = {
         {"name": "dynabook kitting driver", "selector": "model=dynabook G83", "check": "kitting",
          "probability": 0.85},
         {"name": "sign-in outage", "waves": ["wave-3"], "check": "signin", "probability": 0.6},
+        {"name": "kitting command fails", "check": "migrate", "probability": 0.02},
     ],
 }
 

@@ -144,6 +144,8 @@ def reference(files: RehearsalFiles) -> tuple[Outcome, float]:
                              "wave-3": "rolled_back", "final": "planned"}
     assert outcome.duplicates == 0
     assert any(phase == "reverted" for wave, phase in outcome.devices.values() if wave == 0)
+    # In waves that passed, reverted devices are the ones whose own migration failed half-way.
+    assert any(phase == "reverted" for wave, phase in outcome.devices.values() if wave in (1, 2))
     return outcome, took
 
 
@@ -211,15 +213,3 @@ def test_without_intents_the_same_kills_migrate_devices_twice(files: RehearsalFi
     print(f"duplicates without intents: {duplicates} after {sum(h.kills for h in histories)} kills")
     assert sum(duplicates) > 0
 
-
-@pytest.mark.xfail(strict=True, reason="engine bug: a device whose own migration failed (migrated_at None) is never "
-                                       "reverted; _on_baking only judges devices with migrated_at set")
-def test_a_device_whose_migration_failed_is_reverted_by_the_end(tmp_path: Path) -> None:
-    flaky = {**SCENARIO, "faults": [*SCENARIO["faults"], {"name": "kitting command fails", "check": "migrate",
-                                                          "probability": 0.03}]}
-    files = write_rehearsal_files(tmp_path, n=600, scenario=flaky)
-    state = tmp_path / "state.db"
-    assert run_rollout(*files.rehearse_args(state)).returncode == 0
-    outcome = read_outcome(state)
-    left = sorted(d for d, (_, phase) in outcome.devices.items() if phase == "failed")
-    assert not left, f"{len(left)} devices left half-migrated in phase failed, e.g. {left[:3]}"
