@@ -1,8 +1,9 @@
 """The hash-chained audit log: every event carries the hash of the one before it.
 
 ``event_hash(prev, seq, at, actor, kind, data)`` is SHA-256 over the previous hash and the
-event's canonical JSON. Editing an event changes its hash; deleting or reordering events breaks
-the next event's link; truncating the tail is caught by the head (count and last hash) that the
+event's canonical JSON. Editing an event changes its hash (and editing it *and* recomputing its
+hash breaks the next event's link, which names the edited one); deleting or reordering events
+breaks the next event's link; truncating the tail is caught by the head (count and last hash) that the
 store keeps beside the log, updated in the same transaction as each append.
 
 ``verify_chain`` walks the events in sequence order and names the first broken entry. It proves
@@ -57,6 +58,13 @@ def verify_chain(events: Iterable[Event], head_count: int, head_hash: str) -> Au
             what = "missing (deleted)" if event.seq > expected_seq else "out of order"
             return AuditReport(False, count, last_hash, expected_seq, f"event {expected_seq} is {what}")
         if event.prev_hash != prev:
+            if event.seq > 1 and event_hash(event.prev_hash, event.seq, event.at, event.actor, event.kind,
+                                            event.data) == event.hash:
+                # This event is intact and names the hash its predecessor had: the predecessor was
+                # rewritten and its own hash recomputed to match.
+                return AuditReport(False, count - 1, last_hash, event.seq - 1,
+                                   f"event {event.seq - 1} was edited and its hash recomputed: event {event.seq} "
+                                   "recorded a different hash for it")
             return AuditReport(False, count, last_hash, event.seq,
                                f"event {event.seq} does not link to event {event.seq - 1} (reordered or deleted)")
         recomputed = event_hash(prev, event.seq, event.at, event.actor, event.kind, event.data)
