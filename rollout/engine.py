@@ -18,7 +18,7 @@ The rules, in the order one tick applies them:
    - approved -> planned if its approvals no longer hold (a new plan changed its hash);
    - approved -> applying when the previous wave passed, no issue reported during it is
      untriaged, and the rollout is not paused; devices deferred or released from earlier waves join it
-     (not one that rule 1 holds in this same tick);
+     (not one that rule 1 holds in this same tick; one an open blocker matches joins but is not migrated);
    - applying: pending devices are migrated in batches; with none left pending -> baking;
    - baking: the gate (``rollout.gates.assess_wave``) decides: failing cohorts are reverted and
      quarantined under a new blocker issue; devices whose own migration or own check-in failed
@@ -257,9 +257,14 @@ def _carry_into(snap: Snapshot, wave: WaveState, d: Decision) -> None:
 
 
 def _dispatch(snap: Snapshot, wave: WaveState, by_wave: dict[int, list[DeviceState]], d: Decision) -> None:
+    """Migrate the wave's pending devices in batches, never one an open blocker matches (rule 1
+    holds it next tick: e.g. a device of a rolled-back wave carried into this one)."""
     moved = {m.device_id for m in d.device_moves if m.new != D.PENDING}
     pending = [x.device_id for x in by_wave.get(wave.index, []) if x.phase == D.PENDING and x.device_id not in moved]
     pending += [m.device_id for m in d.device_moves if m.new == D.PENDING and m.fields.get("wave") == wave.index]
+    blockers = [Selector.parse(i.selector) for i in snap.issues if i.holds_devices]
+    if blockers:
+        pending = [x for x in pending if not any(s.matches(snap.inventory[x]) for s in blockers)]
     limit = snap.batch_size * snap.batches_per_tick
     for start in range(0, min(len(pending), limit), snap.batch_size):
         d.calls.append(Call("migrate", wave.index, tuple(pending[start:min(start + snap.batch_size, limit)])))

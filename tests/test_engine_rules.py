@@ -421,3 +421,19 @@ def test_a_pending_device_of_an_earlier_wave_rides_with_the_next_wave() -> None:
     d = decide(snap, signals(), NOW)
     assert left in called(d, "migrate")
     assert advance(snap, d).devices[left].wave == 1
+
+
+def test_a_rolled_back_device_an_open_blocker_matches_is_carried_but_not_migrated() -> None:
+    """Found by the state machine: after a rollback and a resume, the next wave carried the reverted
+    devices in and migrated them, also those an open blocker (raised meanwhile) matches."""
+    blocker = make_issue(1, "model=FMV LIFEBOOK U9", during="canary")
+    snap = make_snapshot((W.ROLLED_BACK, W.APPROVED, W.PLANNED), issues=[blocker],
+                         approvals=[make_approval(1, "sato")])
+    snap = with_devices(snap, wave_devices(snap, 0), error="wave canary rolled back")
+    blocked = set(matching(snap, ("model", "FMV LIFEBOOK U9")))
+    d = decide(snap, signals(), NOW)
+    assert (1, W.APPROVED, W.APPLYING) in wave_moves(d)
+    assert called(d, "migrate") == (set(wave_devices(snap, 0)) | set(wave_devices(snap, 1))) - blocked
+    snap = advance(snap, d)
+    snap = advance(snap, decide(snap, signals(), NOW + HOUR), NOW + HOUR)
+    assert phases_of(snap, blocked) == {D.HELD}
