@@ -23,7 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rollout import api
 from rollout.backends.simulator import Scenario, Simulator, load_scenario
 from rollout.driver import Driver, SimulatedClock, last_event_time
-from rollout.errors import InputError, RolloutError
+from rollout.approvals import missing_roles
+from rollout.errors import AwaitingHumanError, InputError, RolloutError
 from rollout.lease import LeaseHeldError, force_unlock
 from rollout.model import DevicePhase
 from rollout.operations import (
@@ -156,6 +157,9 @@ def _drive(state: str, rollout_id: str | None, actor: str, *, once: bool, until:
                 if driver.phase().value == "paused" and not decision.calls:
                     click.echo("The rollout is paused or a wave is held for a human; see `rollout status`.", err=True)
                     break
+                waiting = _waiting_for(store, rid) if decision.empty else ""
+                if waiting and simulated:
+                    raise AwaitingHumanError(f"rollout {rid}: {waiting}.")
                 if isinstance(clock, SimulatedClock):
                     clock.advance(decision.wake_at, dt.timedelta(hours=step_hours))
                 elif not decision.calls:
@@ -165,6 +169,23 @@ def _drive(state: str, rollout_id: str | None, actor: str, *, once: bool, until:
     finally:
         backend.close()
     click.echo(f"rollout {rid}: {driver.phase().value}")
+
+
+def _waiting_for(store: SqliteStore, rollout_id: str) -> str:
+    """What the next wave waits for when only a person can unblock it ('' if nothing)."""
+    status = store.status(rollout_id)
+    waves = store.waves(rollout_id)
+    active = next((w for w in waves if not w.phase.is_terminal), None)
+    if active is None or active.phase.is_started:
+        return ""
+    missing = missing_roles(active, store.approvals(rollout_id), status)
+    if missing:
+        return f"wave {active.name} waits for approval by {', '.join(missing)} (rollout approve {active.name} --role ROLE)"
+    previous = waves[active.index - 1].name if active.index else None
+    untriaged = [i.id for i in store.issues(rollout_id) if i.severity is None and i.reported_during == previous]
+    if untriaged:
+        return f"wave {active.name} waits for the triage of issue(s) {', '.join(f'#{i}' for i in untriaged)}"
+    return ""
 
 
 @click.command()

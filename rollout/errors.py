@@ -7,6 +7,7 @@
     |   +-- PlanFileError         a plan JSON file that cannot be read
     |   +-- InfeasiblePlanError   the policy's constraints cannot all be met by this fleet
     +-- NotFoundError             a device, wave or rollout named on the command line does not exist; exit 1
+    +-- AwaitingHumanError        the rollout cannot go on without a person (approval, triage); exit 3
 
 Only the CLI turns these into exit codes (see ``rollout.cli``); library code raises them and
 never calls ``sys.exit``. Every message ends with what to do next.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 EXIT_FAILURE = 1
 EXIT_INPUT = 2
+EXIT_AWAITING = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +86,9 @@ class InfeasiblePlanError(ProblemsError):
 
 class NotFoundError(RolloutError):
     """A name given on the command line does not exist."""
+
+
+class AwaitingHumanError(RolloutError):
+    """Nothing more can happen until a person acts: a wave waits for approval or triage."""
+
+    exit_code = EXIT_AWAITING

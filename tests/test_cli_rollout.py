@@ -174,3 +174,10 @@ def test_a_new_plan_voids_only_the_approvals_of_the_waves_it_changes(
     refused = invoke("replan", "--plan", str(new_plan), "--as", "tanaka", *state)
     assert refused.exit_code == 2
     assert "wave canary is passed and cannot change" in refused.output
+
+
+def test_a_simulated_run_stops_with_code_3_when_a_wave_waits_for_approval(planned: dict[str, Path]) -> None:
+    state = started(planned)
+    result = invoke("run", "--simulated-time", "--as", "driver", *state)
+    assert result.exit_code == 3
+    assert "wave canary waits for approval by pm, security" in result.output
