@@ -404,7 +404,7 @@ def _rollback_skips_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "_start_rollback", skipping)
 
 
-MUTANT_SETTINGS = settings(max_examples=300, stateful_step_count=40, deadline=None, database=None,
+MUTANT_SETTINGS = settings(max_examples=300, stateful_step_count=40, deadline=None, database=None, derandomize=True,
                            suppress_health_check=list(HealthCheck))
 
 
