@@ -3,7 +3,8 @@
 A wave is approved when, for each role it requires, a different person approved it with that
 role *for the wave's current hash*. An approval for another hash (an earlier plan) counts for
 nothing: a changed plan voids the approvals of the waves it changes, and only those. With
-separation of duties, the person who started the rollout cannot approve its waves.
+separation of duties, the person who started the rollout cannot approve its waves. Names are
+compared case-insensitively (``Sato`` and ``sato`` are one person).
 
 Example: canary requires (pm, security); approvals: sato as pm and suzuki as security on hash H:
 approved. If sato approved as both pm and security, it is not: one person fills one role.
@@ -11,8 +12,7 @@ approved. If sato approved as both pm and security, it is not: one person fills 
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from rollout.model import Approval, RolloutStatus, WaveState
 
@@ -22,38 +22,38 @@ def valid_approvals(wave: WaveState, approvals: Iterable[Approval], status: Roll
     return [
         a for a in approvals
         if a.wave == wave.name and a.wave_hash == wave.hash
-        and not (status.separation_of_duties and a.by == status.started_by)
+        and not (status.separation_of_duties and a.by.casefold() == status.started_by.casefold())
     ]
 
 
 def missing_roles(wave: WaveState, approvals: Iterable[Approval], status: RolloutStatus) -> tuple[str, ...]:
-    """Roles still missing for ``wave`` (empty when it is approved), by the rule of the module docstring."""
+    """Roles still missing for ``wave`` (empty when it is approved), by the rule of the module docstring.
+
+    Roles are matched to distinct people with augmenting paths (a maximum bipartite matching), so
+    the answer is exact for any number of roles.
+    """
     required = wave.approvals_required
-    if not required:
-        return ()
-    by_role: dict[str, set[str]] = {}
+    by_role: dict[str, list[str]] = {}
     for a in valid_approvals(wave, approvals, status):
-        by_role.setdefault(a.role, set()).add(a.by)
-    best: tuple[str, ...] = required
-    for order in itertools.permutations(required):
-        missing = _assign(order, by_role)
-        if len(missing) < len(best):
-            best = missing
-        if not best:
-            break
-    return tuple(r for r in required if r in best)
+        people = by_role.setdefault(a.role, [])
+        if a.by.casefold() not in people:
+            people.append(a.by.casefold())
+    holder: dict[str, int] = {}  # person -> index of the required role they fill
 
+    def assign(slot: int, seen: set[str]) -> bool:
+        for person in sorted(by_role.get(required[slot], [])):
+            if person in seen:
+                continue
+            seen.add(person)
+            if person not in holder or assign(holder[person], seen):
+                holder[person] = slot
+                return True
+        return False
 
-def _assign(roles: Sequence[str], by_role: dict[str, set[str]]) -> tuple[str, ...]:
-    used: set[str] = set()
-    missing = []
-    for role in roles:
-        free = sorted(by_role.get(role, set()) - used)
-        if free:
-            used.add(free[0])
-        else:
-            missing.append(role)
-    return tuple(missing)
+    for slot in range(len(required)):
+        assign(slot, set())
+    filled = set(holder.values())
+    return tuple(role for slot, role in enumerate(required) if slot not in filled)
 
 
 def is_approved(wave: WaveState, approvals: Iterable[Approval], status: RolloutStatus) -> bool:

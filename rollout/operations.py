@@ -59,7 +59,7 @@ def approve(store: SqliteStore, rollout_id: str, wave_name: str, by: str, role: 
     if role not in wave.approvals_required:
         raise InputError(f"wave {wave.name} needs approvals from {', '.join(wave.approvals_required) or 'nobody'}, "
                          f"not {role!r}; pass --role with one of those.")
-    if status.separation_of_duties and by == status.started_by:
+    if status.separation_of_duties and by.casefold() == status.started_by.casefold():
         raise InputError(f"{by} started rollout {rollout_id} and cannot approve its waves (separation of duties); "
                          "ask another person with the role.")
     if wave.phase.is_started:
