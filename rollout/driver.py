@@ -18,13 +18,13 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rollout.backends import Backend
 from rollout.engine import Call, Decision, Signals, Snapshot, decide
 from rollout.lease import Lease, acquire_lease, release_lease, renew_lease
-from rollout.model import DevicePhase, RolloutPhase, WavePhase, rollout_phase
+from rollout.model import DevicePhase, DeviceState, RolloutPhase, WavePhase, rollout_phase
 from rollout.recorder import ConflictError, Intent, apply_decision, finish_intent, open_intents, record_intent
 from rollout.store import SqliteStore
 
@@ -86,6 +86,20 @@ class Driver:
         if os.environ.get("ROLLOUT_UNSAFE_NO_INTENTS") == "1":
             self.use_intents = False
         self.inventory = self.store.inventory(self.rollout_id)
+        self._devices: dict[str, DeviceState] | None = None
+        self._epoch = -1
+
+    def _device_states(self) -> dict[str, DeviceState]:
+        """Device rows, cached between ticks: the driver holding the lease is their only writer but
+        for a replan, which the cache notices (``device_rows_epoch``) and reloads for."""
+        epoch = self.store.device_rows_epoch(self.rollout_id)
+        if self._devices is None or epoch != self._epoch:
+            self._devices, self._epoch = self.store.devices(self.rollout_id), epoch
+        return self._devices
+
+    def _refresh(self, device_ids: Iterable[str]) -> None:
+        if self._devices is not None:
+            self._devices.update(self.store.devices(self.rollout_id, list(device_ids)))
 
     def __enter__(self) -> Driver:
         self.lease = acquire_lease(self.store, self.rollout_id, self.actor, self.wall(), self.lease_ttl)
@@ -105,14 +119,19 @@ class Driver:
         now = self.clock()
         self._reconcile(now)
         snap = Snapshot(self.store.status(self.rollout_id), self.store.waves(self.rollout_id),
-                        self.store.devices(self.rollout_id), self.inventory, self.store.approvals(self.rollout_id),
+                        dict(self._device_states()), self.inventory, self.store.approvals(self.rollout_id),
                         self.store.issues(self.rollout_id), self.batch_size, self.batches_per_tick)
         decision = decide(snap, self._signals(snap, now), now)
         if not decision.empty:
             try:
                 apply_decision(self.store, self.rollout_id, self.lease.fence, decision, now, self.actor)
             except ConflictError:
+                self._devices = None
                 return Decision()  # someone changed the rollout meanwhile: decide again next tick
+            except BaseException:
+                self._devices = None
+                raise
+            self._refresh(m.device_id for m in decision.device_moves)
         for message in decision.notices:
             self.notify(message)
         for call in decision.calls:
@@ -132,7 +151,10 @@ class Driver:
         intent = Intent(uuid.uuid4().hex, call.verb, call.wave, call.device_ids)
         self.checkpoint("before_intent")
         if self.use_intents:
-            record_intent(self.store, self.rollout_id, self.lease.fence, intent, now, self.actor)
+            try:
+                record_intent(self.store, self.rollout_id, self.lease.fence, intent, now, self.actor)
+            finally:
+                self._refresh(intent.device_ids)
         self.checkpoint("after_intent")
         self._run(intent, now, recorded=self.use_intents)
 
@@ -144,8 +166,11 @@ class Driver:
         act = self.backend.migrate if intent.verb == "migrate" else self.backend.revert
         results = act(intent.op_id, wave, devices, steps, now)
         self.checkpoint("after_backend")
-        finish_intent(self.store, self.rollout_id, self.lease.fence, intent, results, now, self.actor,
-                      recorded=recorded)
+        try:
+            finish_intent(self.store, self.rollout_id, self.lease.fence, intent, results, now, self.actor,
+                          recorded=recorded)
+        finally:
+            self._refresh(intent.device_ids)
         self.checkpoint("after_done")
 
     def _reconcile(self, now: dt.datetime) -> None:
@@ -161,6 +186,5 @@ class Driver:
         if phase != RolloutPhase.HALTED:
             return False
         waves = self.store.waves(self.rollout_id)
-        devices = self.store.devices(self.rollout_id).values()
         return not any(w.phase in (WavePhase.FAILED, WavePhase.ROLLING_BACK) for w in waves) and \
-            not any(d.phase in (DevicePhase.REVERTING, DevicePhase.MIGRATING) for d in devices)
+            not self.store.count_devices(self.rollout_id, (DevicePhase.REVERTING, DevicePhase.MIGRATING))

@@ -21,7 +21,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,12 +224,36 @@ class SqliteStore:
             for r in self.db.execute("SELECT * FROM waves WHERE rollout_id=? ORDER BY idx", (rollout_id,))
         ]
 
-    def devices(self, rollout_id: str) -> dict[str, DeviceState]:
-        rows = self.db.execute("SELECT device_id, wave, phase, phase_since, migrated_at, steps_done, error "
-                               "FROM devices WHERE rollout_id=?", (rollout_id,))
+    def devices(self, rollout_id: str, ids: Sequence[str] | None = None) -> dict[str, DeviceState]:
+        """Device rows of the rollout: all, or just ``ids``."""
+        columns = "SELECT device_id, wave, phase, phase_since, migrated_at, steps_done, error FROM devices "
+        if ids is None:
+            return self._device_states(self.db.execute(columns + "WHERE rollout_id=?", (rollout_id,)))
+        out: dict[str, DeviceState] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            out.update(self._device_states(self.db.execute(
+                columns + f"WHERE rollout_id=? AND device_id IN ({marks})", (rollout_id, *chunk))))
+        return out
+
+    @staticmethod
+    def _device_states(rows: Iterable[Any]) -> dict[str, DeviceState]:
         phases = _DEVICE_PHASES
         return {r[0]: DeviceState(r[0], r[1], phases[r[2]], utc(r[3]) or dt.datetime.min, utc(r[4]), r[5], r[6])
                 for r in rows}
+
+    def device_rows_epoch(self, rollout_id: str) -> int:
+        """Changes a driver's cache of device rows must notice (writers other than the driver: replan)."""
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE rollout_id=? AND "
+                              "kind='rollout.replanned'", (rollout_id,)).fetchone()
+        return int(row[0])
+
+    def count_devices(self, rollout_id: str, phases: Iterable[DevicePhase]) -> int:
+        wanted = [p.value for p in phases]
+        marks = ",".join("?" * len(wanted))
+        return int(self.db.execute(f"SELECT COUNT(*) FROM devices WHERE rollout_id=? AND phase IN ({marks})",
+                                   (rollout_id, *wanted)).fetchone()[0])
 
     def inventory(self, rollout_id: str) -> dict[str, Device]:
         return {r[0]: parse_record(json.loads(r[1]))

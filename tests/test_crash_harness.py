@@ -179,8 +179,8 @@ def assert_same_end(history: History, reference: Outcome) -> None:
 def test_random_kills_resume_to_the_uninterrupted_end(files: RehearsalFiles, reference: tuple[Outcome, float],
                                                       tmp_path: Path) -> None:
     outcome, took = reference
-    window = (0.18, max(0.45, took))  # from the end of the imports to the end of a whole run
-    histories = [History(f"random seed {seed}", tmp_path / f"random-{seed}.db") for seed in range(32)]
+    window = (0.18, max(0.4, 0.85 * took))  # from the end of the imports to most of a whole run
+    histories = [History(f"random seed {seed}", tmp_path / f"random-{seed}.db") for seed in range(40)]
     run_histories([partial(random_history, files, h, seed, window) for seed, h in enumerate(histories)])
     for history in histories:
         assert_same_end(history, outcome)
