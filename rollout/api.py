@@ -97,4 +97,7 @@ def generate_fleet_file(path: str | Path, devices: int, seed: int, *, encoding: 
         data = buffer.getvalue().encode(encoding)
     except LookupError:
         raise InputError(f"unknown encoding {encoding!r}; use utf-8, utf-8-sig or cp932.") from None
+    except UnicodeEncodeError as err:
+        raise InputError(f"the fleet has {err.object[err.start]!r}, which {encoding} cannot encode; "
+                         "use utf-8.") from None
     write_bytes_atomic(path, data)

@@ -143,7 +143,6 @@ def spread(
          for i in pending),
     )
     n = len(assigner.placement.waves)
-    forward = range(first_wave, n)
     backward = range(n - 1, first_wave - 1, -1)
     tagged = [item for item in ranked if item[0] > 0]
     tagged.sort(key=lambda item: (-item[0], item[1], item[2]))

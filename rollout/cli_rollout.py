@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from rollout import api
 from rollout.backends.simulator import Scenario, Simulator, load_scenario
@@ -26,7 +25,6 @@ from rollout.driver import Driver, SimulatedClock, last_event_time
 from rollout.approvals import missing_roles
 from rollout.errors import AwaitingHumanError, InputError, RolloutError
 from rollout.lease import LeaseHeldError, force_unlock
-from rollout.model import DevicePhase
 from rollout.operations import (
     add_issue,
     approve,
@@ -38,12 +36,10 @@ from rollout.operations import (
     start_rollout,
 )
 from rollout.planfile import load_plan_file
-from rollout.rehearse import Rehearsal, rehearse, world_path
+from rollout.rehearse import world_path
+from rollout.rehearse_view import print_summary, run_rehearsal
 from rollout.status import status_json, status_table
 from rollout.store import DEFAULT_STATE, SqliteStore
-
-DONE = {DevicePhase.VERIFIED.value, DevicePhase.REVERTED.value, DevicePhase.HELD.value, DevicePhase.EXCLUDED.value}
-
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -370,38 +366,3 @@ def rehearse_cmd(plan_path: Path, inventory: Path, scenario: Path, state_path: P
     """A whole rollout against the simulator in compressed time; resumable on the same --state."""
     result = run_rehearsal(plan_path, inventory, scenario, state_path, start_date, Console())
     print_summary(result, state_path, Console())
-
-
-def run_rehearsal(plan_path: Path, inventory: Path, scenario: Path, state_path: Path,
-                  start_date: dt.datetime | None, console: Console) -> Rehearsal:
-    plan = json.loads(plan_path.read_text(encoding="utf-8"))
-    load_plan_file(plan_path)
-    devices = api.load_inventory_for_plan(inventory, plan)
-    begin = start_date or dt.datetime.fromisoformat(plan["schedule"]["start_date"])
-    begin = begin.replace(hour=9, tzinfo=dt.UTC)
-    total = len(devices)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task("rehearsing", total=total)
-
-        def on_tick(r: Rehearsal, driver: Driver) -> None:
-            counts = driver.store.db.execute("SELECT phase, COUNT(*) FROM devices WHERE rollout_id=? GROUP BY phase",
-                                             (r.rollout_id,)).fetchall()
-            done = sum(n for phase, n in counts if phase in DONE)
-            progress.update(task, completed=done, description=f"{driver.clock().date()} {driver.phase().value}")
-
-        return rehearse(state_path, plan, devices, load_scenario(scenario), start=begin, on_tick=on_tick,
-                        notify=lambda m: console.print(m, markup=False, highlight=False))
-
-
-def print_summary(result: Rehearsal, state_path: Path, console: Console) -> None:
-    console.print(f"Rehearsal of {result.rollout_id}: {result.phase.value.upper()} after {result.ticks} ticks, "
-                  f"{result.started.date() if result.started else ''} to {result.ended.date() if result.ended else ''}; "
-                  f"duplicate actions: {result.duplicates}", markup=False)
-    for w in result.waves:
-        devices = ", ".join(f"{k} {v:,}" for k, v in w["devices"].items())
-        console.print(f"  {w['name']:<8} {w['phase']:<12} {devices}", markup=False, highlight=False)
-        if w["verdict"] in ("fail", "inconclusive"):
-            console.print(f"           gate {w['verdict']}: {'; '.join(w['reasons'])}", markup=False, highlight=False)
-    console.print(f"State: {state_path}. Inspect it with:\n  rollout status --state sqlite:{state_path}\n"
-                  f"  rollout audit verify --state sqlite:{state_path}", markup=False, highlight=False)

@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.rule import Rule
 
 from rollout import api
-from rollout.cli_rollout import print_summary, run_rehearsal
 from rollout.explain import explain_device
 from rollout.render import explanation_text, plan_table
 from rollout.rehearse import world_path
+from rollout.rehearse_view import print_summary, run_rehearsal
 
 
 def run_demo(workdir: Path, console: Console) -> Path:

@@ -73,8 +73,7 @@ def approve(store: SqliteStore, rollout_id: str, wave_name: str, by: str, role: 
 
 
 def _check_selector(store: SqliteStore, rollout_id: str, selector: str) -> str:
-    inventory = store.inventory(rollout_id)
-    keys = set(next(iter(inventory.values())).to_record()) | {"app", "tag"} if inventory else set()
+    keys = store.inventory_keys(rollout_id) | {"app", "tag"}
     try:
         return str(Selector.parse(selector, known_keys=keys))
     except SelectorSyntaxError as err:
@@ -160,15 +159,16 @@ def request_rollback(store: SqliteStore, rollout_id: str, wave_name: str, by: st
 
 def issues_holding(store: SqliteStore, rollout_id: str) -> Sequence[tuple[int, int]]:
     """(issue id, devices it holds) for every open blocker."""
-    devices = store.devices(rollout_id)
-    inventory = store.inventory(rollout_id)
+    blockers = [i for i in store.issues(rollout_id) if i.holds_devices]
+    if not blockers:
+        return []
+    parked = [d.device_id for d in store.devices(rollout_id).values()
+              if d.phase in (DevicePhase.HELD, DevicePhase.REVERTED)]
+    inventory = store.inventory(rollout_id, parked)
     out = []
-    for issue in store.issues(rollout_id):
-        if issue.holds_devices:
-            selector = Selector.parse(issue.selector)
-            count = sum(1 for d in devices.values()
-                        if d.phase in (DevicePhase.HELD, DevicePhase.REVERTED) and selector.matches(inventory[d.device_id]))
-            out.append((issue.id, count))
+    for issue in blockers:
+        matches = Selector.parse(issue.selector).predicate()
+        out.append((issue.id, sum(1 for d in parked if matches(inventory[d]))))
     return out
 
 

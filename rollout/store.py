@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -255,9 +254,25 @@ class SqliteStore:
         return int(self.db.execute(f"SELECT COUNT(*) FROM devices WHERE rollout_id=? AND phase IN ({marks})",
                                    (rollout_id, *wanted)).fetchone()[0])
 
-    def inventory(self, rollout_id: str) -> dict[str, Device]:
-        return {r[0]: parse_record(json.loads(r[1]))
-                for r in self.db.execute("SELECT device_id, attrs FROM devices WHERE rollout_id=?", (rollout_id,))}
+    def inventory(self, rollout_id: str, ids: Sequence[str] | None = None) -> dict[str, Device]:
+        """The devices' inventory attributes as recorded at start: all, or just ``ids``."""
+        if ids is None:
+            rows = self.db.execute("SELECT device_id, attrs FROM devices WHERE rollout_id=?", (rollout_id,))
+            return {r[0]: parse_record(json.loads(r[1])) for r in rows}
+        out: dict[str, Device] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.execute(f"SELECT device_id, attrs FROM devices WHERE rollout_id=? AND device_id "
+                                     f"IN ({marks})", (rollout_id, *chunk)):
+                out[r[0]] = parse_record(json.loads(r[1]))
+        return out
+
+    def inventory_keys(self, rollout_id: str) -> set[str]:
+        """Every inventory column of the rollout's devices (for checking selectors)."""
+        rows = self.db.execute("SELECT DISTINCT key FROM devices, json_each(devices.attrs) WHERE rollout_id=?",
+                               (rollout_id,))
+        return {r[0] for r in rows}
 
     def approvals(self, rollout_id: str) -> list[Approval]:
         return [Approval(r["wave"], r["wave_hash"], r["by_whom"], r["role"], utc(r["at"]) or dt.datetime.min,

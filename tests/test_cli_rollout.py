@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from rollout.cli import cli
-from tests.conftest import EXAMPLE_POLICY
 
 WAVES = [
     {"name": "canary", "canary": True, "size": 40, "bake": "1d", "approvals": ["pm", "security"]},
@@ -181,3 +180,13 @@ def test_a_simulated_run_stops_with_code_3_when_a_wave_waits_for_approval(planne
     result = invoke("run", "--simulated-time", "--as", "driver", *state)
     assert result.exit_code == 3
     assert "wave canary waits for approval by pm, security" in result.output
+
+
+def test_triage_selectors_are_checked_against_the_inventory_columns(planned: dict[str, Path]) -> None:
+    state = started(planned)
+    bad = invoke("triage", "add", "--title", "x", "--selector", "modle=X", "--as", "yamada", *state)
+    assert bad.exit_code == 2
+    assert "--selector: unknown key 'modle'" in bad.output
+    extra = invoke("triage", "add", "--title", "y", "--selector", "owner_name=山﨑 翔", "--severity", "minor",
+                   "--as", "yamada", *state)
+    assert extra.exit_code == 0, extra.output

@@ -156,9 +156,9 @@ class RolloutMachine(RuleBasedStateMachine):
         self.seen_events += len(events)
         waves = self.store.waves(ROLLOUT)
         rows = self.store.db.execute("SELECT * FROM approvals WHERE rollout_id=?", (ROLLOUT,)).fetchall()
-        for event in events:
-            if event.kind == "wave.applying":
-                wave = waves[event.data["wave"]]
+        for logged in events:
+            if logged.kind == "wave.applying":
+                wave = waves[logged.data["wave"]]
                 assert approved_under_the_rules(wave, rows, STARTER), f"{wave.name} started without valid approvals"
         self._note_blockers()
 
