@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 from rollout.errors import InputError, RolloutError
-from rollout.store import Fence, SqliteStore
+from rollout.store_api import Changes, Fence, LeaseRow, StateStore, TxView
 
 DEFAULT_TTL = 60.0
 
@@ -54,56 +54,68 @@ def is_holder_gone(row_host: str, pid: int, host: str) -> bool:
     return False
 
 
-def acquire_lease(store: SqliteStore, rollout_id: str, holder: str, now: float, ttl: float = DEFAULT_TTL,
+def acquire_lease(store: StateStore, rollout_id: str, holder: str, now: float, ttl: float = DEFAULT_TTL,
                   host: str | None = None) -> Lease:
     host = host or socket.gethostname()
     lease_id = uuid.uuid4().hex
-    with store.write() as db:
-        store.status(rollout_id)  # raises NotFoundError for an unknown rollout
-        row = db.execute("SELECT * FROM leases WHERE rollout_id=?", (rollout_id,)).fetchone()
-        if row is not None and row["expires_at"] > now and not is_holder_gone(row["host"], row["pid"], host):
+
+    def build(view: TxView) -> Changes:
+        view.status()  # raises NotFoundError for an unknown rollout
+        row = view.lease()
+        if row is not None and row.expires_at > now and not is_holder_gone(row.host, row.pid, host):
             raise LeaseHeldError(
-                f"rollout {rollout_id} is being driven by {row['holder']} on {row['host']} (pid {row['pid']}) "
-                f"since {_when(row['acquired_at'])}; its lease expires at {_when(row['expires_at'])}. "
-                f"Wait for it, or if that driver is gone: rollout unlock --lease-id {row['lease_id']}")
-        last = db.execute("SELECT last_fence FROM fences WHERE rollout_id=?", (rollout_id,)).fetchone()
-        number = (last[0] if last else 0) + 1
-        db.execute("INSERT INTO fences VALUES (?, ?) ON CONFLICT(rollout_id) DO UPDATE SET last_fence=excluded.last_fence",
-                   (rollout_id, number))
-        db.execute("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?,?)",
-                   (rollout_id, lease_id, holder, host, os.getpid(), now, now + ttl, number))
-        store.append_event(db, rollout_id, dt.datetime.fromtimestamp(now, dt.UTC), holder, "lease.acquired",
-                           {"host": host, "fence": number, "expires_at": _when(now + ttl),
-                            "took_over": row["holder"] if row is not None else None})
-    return Lease(rollout_id, lease_id, Fence(lease_id, number), holder, host, now + ttl)
+                f"rollout {rollout_id} is being driven by {row.holder} on {row.host} (pid {row.pid}) "
+                f"since {_when(row.acquired_at)}; its lease expires at {_when(row.expires_at)}. "
+                f"Wait for it, or if that driver is gone: rollout unlock --lease-id {row.lease_id}")
+        number = view.last_fence() + 1
+        ch = Changes(lease=LeaseRow(lease_id, holder, host, os.getpid(), now, now + ttl, number), last_fence=number)
+        ch.event(dt.datetime.fromtimestamp(now, dt.UTC), holder, "lease.acquired",
+                 {"host": host, "fence": number, "expires_at": _when(now + ttl),
+                  "took_over": row.holder if row is not None else None})
+        return ch
+
+    changes = store.transact(rollout_id, build)
+    assert changes.last_fence is not None
+    return Lease(rollout_id, lease_id, Fence(lease_id, changes.last_fence), holder, host, now + ttl)
 
 
-def renew_lease(store: SqliteStore, lease: Lease, now: float, ttl: float = DEFAULT_TTL) -> Lease:
-    with store.write(lease.rollout_id, lease.fence) as db:
-        db.execute("UPDATE leases SET expires_at=? WHERE rollout_id=? AND lease_id=?",
-                   (now + ttl, lease.rollout_id, lease.lease_id))
+def renew_lease(store: StateStore, lease: Lease, now: float, ttl: float = DEFAULT_TTL) -> Lease:
+    def build(view: TxView) -> Changes:
+        row = view.lease()
+        assert row is not None  # the fence check already proved it is ours
+        return Changes(lease=LeaseRow(row.lease_id, row.holder, row.host, row.pid, row.acquired_at, now + ttl,
+                                      row.fence))
+
+    store.transact(lease.rollout_id, build, lease.fence)
     return Lease(lease.rollout_id, lease.lease_id, lease.fence, lease.holder, lease.host, now + ttl)
 
 
-def release_lease(store: SqliteStore, lease: Lease, now: float) -> None:
-    with store.write() as db:
-        gone = db.execute("DELETE FROM leases WHERE rollout_id=? AND lease_id=?",
-                          (lease.rollout_id, lease.lease_id)).rowcount
-        if gone:
-            store.append_event(db, lease.rollout_id, dt.datetime.fromtimestamp(now, dt.UTC), lease.holder,
-                               "lease.released", {"fence": lease.fence.number})
+def release_lease(store: StateStore, lease: Lease, now: float) -> None:
+    def build(view: TxView) -> Changes:
+        row = view.lease()
+        if row is None or row.lease_id != lease.lease_id:
+            return Changes()
+        ch = Changes(lease=None)
+        ch.event(dt.datetime.fromtimestamp(now, dt.UTC), lease.holder, "lease.released", {"fence": lease.fence.number})
+        return ch
+
+    store.transact(lease.rollout_id, build)
 
 
-def force_unlock(store: SqliteStore, rollout_id: str, lease_id: str, by: str, now: float) -> str:
+def force_unlock(store: StateStore, rollout_id: str, lease_id: str, by: str, now: float) -> str:
     """Remove the lease ``lease_id`` (it must be the current one); returns who held it."""
-    with store.write() as db:
-        row = db.execute("SELECT * FROM leases WHERE rollout_id=?", (rollout_id,)).fetchone()
+
+    def build(view: TxView) -> Changes:
+        row = view.lease()
         if row is None:
             raise InputError(f"rollout {rollout_id} has no lease to unlock.")
-        if row["lease_id"] != lease_id:
+        if row.lease_id != lease_id:
             raise InputError(f"lease id {lease_id!r} is not the current lease of rollout {rollout_id} "
-                             f"(held by {row['holder']} on {row['host']}); copy the id from the driver's message.")
-        db.execute("DELETE FROM leases WHERE rollout_id=?", (rollout_id,))
-        store.append_event(db, rollout_id, dt.datetime.fromtimestamp(now, dt.UTC), by, "lease.force_unlocked",
-                           {"lease_id": lease_id, "holder": row["holder"], "host": row["host"], "fence": row["fence"]})
-        return str(row["holder"])
+                             f"(held by {row.holder} on {row.host}); copy the id from the driver's message.")
+        ch = Changes(lease=None)
+        ch.event(dt.datetime.fromtimestamp(now, dt.UTC), by, "lease.force_unlocked",
+                 {"lease_id": lease_id, "holder": row.holder, "host": row.host, "fence": row.fence})
+        return ch
+
+    changes = store.transact(rollout_id, build)
+    return str(changes.events[0].data["holder"])

@@ -177,6 +177,7 @@ class DeviceState:
     migrated_at: dt.datetime | None = None
     steps_done: int = 0  # bit i set: MIGRATE_STEPS[i] is in place on the device
     error: str = ""
+    ref: str = ""  # the backend's reference of the last call on the device (e.g. an SSM command id)
 
 
 @dataclass(slots=True)

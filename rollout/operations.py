@@ -6,13 +6,13 @@ change on its next tick). ``rollout rollback`` records the intent; the engine pe
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rollout.errors import InputError, NotFoundError
 from rollout.inventory import Device
 from rollout.model import (
+    Approval,
     DevicePhase,
     DeviceState,
     IssueStatus,
@@ -22,12 +22,12 @@ from rollout.model import (
     WaveState,
     check_wave_move,
 )
-from rollout.recorder import insert_issue
+from rollout.recorder import issue_changes
 from rollout.selectors import Selector, SelectorSyntaxError
-from rollout.store import SqliteStore, iso
+from rollout.store_api import Changes, RowChange, StateStore, TxView
 
 
-def start_rollout(store: SqliteStore, rollout_id: str, plan: Mapping[str, Any], inventory: Mapping[str, Device],
+def start_rollout(store: StateStore, rollout_id: str, plan: Mapping[str, Any], inventory: Mapping[str, Device],
                   started_by: str, separation_of_duties: bool, now: dt.datetime) -> None:
     """Record a new rollout from a plan file's JSON and the inventory it was made from."""
     waves = [WaveState(w["index"], w["name"], w["hash"], WavePhase.PLANNED, now, tuple(w["approvals"]),
@@ -43,7 +43,14 @@ def start_rollout(store: SqliteStore, rollout_id: str, plan: Mapping[str, Any], 
     store.create_rollout(status, waves, devices, [inventory[d.device_id] for d in devices], dict(plan), now)
 
 
-def _wave(store: SqliteStore, rollout_id: str, name: str) -> WaveState:
+def set_backend(store: StateStore, rollout_id: str, settings: dict[str, Any], actor: str, now: dt.datetime) -> None:
+    """Record how the rollout is driven (the backend and its settings), audited."""
+    ch = Changes(rollout={"backend": settings})
+    ch.event(now, actor, "rollout.backend", settings)
+    store.transact(rollout_id, lambda view: ch)
+
+
+def _wave(store: StateStore, rollout_id: str, name: str) -> WaveState:
     waves = store.waves(rollout_id)
     for wave in waves:
         if wave.name == name:
@@ -51,7 +58,7 @@ def _wave(store: SqliteStore, rollout_id: str, name: str) -> WaveState:
     raise NotFoundError(f"rollout {rollout_id} has no wave {name!r} (waves: {', '.join(w.name for w in waves)}).")
 
 
-def approve(store: SqliteStore, rollout_id: str, wave_name: str, by: str, role: str, comment: str,
+def approve(store: StateStore, rollout_id: str, wave_name: str, by: str, role: str, comment: str,
             now: dt.datetime) -> WaveState:
     """Record an approval of the wave's *current* hash; refuse what could never count."""
     status = store.status(rollout_id)
@@ -64,15 +71,13 @@ def approve(store: SqliteStore, rollout_id: str, wave_name: str, by: str, role: 
                          "ask another person with the role.")
     if wave.phase.is_started:
         raise InputError(f"wave {wave.name} is already {wave.phase}; approvals only matter before a wave starts.")
-    with store.write() as db:
-        db.execute("INSERT OR IGNORE INTO approvals VALUES (?,?,?,?,?,?,?)",
-                   (rollout_id, wave.name, wave.hash, by, role, iso(now), comment))
-        store.append_event(db, rollout_id, now, by, "approval.added",
-                           {"wave": wave.name, "wave_hash": wave.hash, "role": role, "comment": comment})
+    ch = Changes(approvals=[Approval(wave.name, wave.hash, by, role, now, comment)])
+    ch.event(now, by, "approval.added", {"wave": wave.name, "wave_hash": wave.hash, "role": role, "comment": comment})
+    store.transact(rollout_id, lambda view: ch)
     return wave
 
 
-def _check_selector(store: SqliteStore, rollout_id: str, selector: str) -> str:
+def _check_selector(store: StateStore, rollout_id: str, selector: str) -> str:
     keys = store.inventory_keys(rollout_id) | {"app", "tag"}
     try:
         return str(Selector.parse(selector, known_keys=keys))
@@ -80,7 +85,7 @@ def _check_selector(store: SqliteStore, rollout_id: str, selector: str) -> str:
         raise InputError(f"--selector: {err}") from None
 
 
-def add_issue(store: SqliteStore, rollout_id: str, title: str, selector: str, severity: str | None, by: str,
+def add_issue(store: StateStore, rollout_id: str, title: str, selector: str, severity: str | None, by: str,
               now: dt.datetime) -> int:
     """Report an issue; it is untriaged until it has a severity. Returns its id."""
     selector = _check_selector(store, rollout_id, selector)
@@ -88,12 +93,17 @@ def add_issue(store: SqliteStore, rollout_id: str, title: str, selector: str, se
     if active is None:
         started = [w.name for w in store.waves(rollout_id) if w.phase.is_started]
         active = started[-1] if started else None
-    with store.write() as db:
-        return insert_issue(store, db, rollout_id, title, selector, Severity(severity).value if severity else None,
-                             active, by, now)
+
+    def build(view: TxView) -> Changes:
+        ch = Changes()
+        issue_changes(ch, view.next_issue_id(), title, selector, Severity(severity).value if severity else None,
+                      active, by, now)
+        return ch
+
+    return store.transact(rollout_id, build).new_issues[0].id
 
 
-def set_issue(store: SqliteStore, rollout_id: str, issue_id: int, by: str, now: dt.datetime,
+def set_issue(store: StateStore, rollout_id: str, issue_id: int, by: str, now: dt.datetime,
               severity: str | None = None, status: str | None = None) -> None:
     """Triage: set severity and/or status, recording who decided and when."""
     if severity is None and status is None:
@@ -102,44 +112,43 @@ def set_issue(store: SqliteStore, rollout_id: str, issue_id: int, by: str, now: 
         raise NotFoundError(f"rollout {rollout_id} has no issue #{issue_id}; see `rollout triage list`.")
     changes = {"severity": Severity(severity).value if severity else None,
                "status": IssueStatus(status).value if status else None}
-    with store.write() as db:
-        for name, value in changes.items():
-            if value is not None:
-                db.execute(f"UPDATE issues SET {name}=?, decided_by=?, decided_at=? WHERE rollout_id=? AND id=?",
-                           (value, by, iso(now), rollout_id, issue_id))
-        store.append_event(db, rollout_id, now, by, "issue.triaged",
-                           {"id": issue_id, **{k: v for k, v in changes.items() if v}})
+    fields: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+    ch = Changes(issues=[RowChange(issue_id, {**fields, "decided_by": by, "decided_at": now})])
+    ch.event(now, by, "issue.triaged", {"id": issue_id, **{k: v for k, v in changes.items() if v}})
+    store.transact(rollout_id, lambda view: ch)
 
 
-def pause(store: SqliteStore, rollout_id: str, by: str, reason: str, now: dt.datetime) -> None:
-    with store.write() as db:
-        store.status(rollout_id)
-        db.execute("UPDATE rollouts SET paused=1, pause_reason=? WHERE id=?", (reason, rollout_id))
-        store.append_event(db, rollout_id, now, by, "rollout.paused", {"reason": reason})
+def pause(store: StateStore, rollout_id: str, by: str, reason: str, now: dt.datetime) -> None:
+    def build(view: TxView) -> Changes:
+        view.status()
+        ch = Changes(rollout={"paused": True, "pause_reason": reason})
+        ch.event(now, by, "rollout.paused", {"reason": reason})
+        return ch
+
+    store.transact(rollout_id, build)
 
 
-def resume(store: SqliteStore, rollout_id: str, by: str, now: dt.datetime) -> list[str]:
+def resume(store: StateStore, rollout_id: str, by: str, now: dt.datetime) -> list[str]:
     """Clear a pause or a halt and send held waves back to baking, to be judged again.
 
     After a halt, the next wave may start although the wave before it was rolled back; that
     wave's reverted devices ride with it. Returns the held waves that go back to baking.
     """
     waves = [w for w in store.waves(rollout_id) if w.phase == WavePhase.HELD]
-    with store.write() as db:
-        db.execute("UPDATE rollouts SET paused=0, pause_reason='', halted=0, halt_reason='' WHERE id=?",
-                   (rollout_id,))
-        for wave in waves:
-            check_wave_move(wave.name, wave.phase, WavePhase.BAKING)
-            db.execute("UPDATE waves SET phase=?, phase_since=?, consecutive_errors=0 WHERE rollout_id=? AND idx=?",
-                       (WavePhase.BAKING.value, iso(now), rollout_id, wave.index))
-        store.append_event(db, rollout_id, now, by, "rollout.resumed", {"waves": [w.name for w in waves]})
+    ch = Changes(rollout={"paused": False, "pause_reason": "", "halted": False, "halt_reason": ""})
+    for wave in waves:
+        check_wave_move(wave.name, wave.phase, WavePhase.BAKING)
+        ch.waves.append(RowChange(wave.index, {"phase": WavePhase.BAKING, "phase_since": now, "consecutive_errors": 0},
+                                  {"phase": WavePhase.HELD}))
+    ch.event(now, by, "rollout.resumed", {"waves": [w.name for w in waves]})
+    store.transact(rollout_id, lambda view: ch)
     return [w.name for w in waves]
 
 
 ROLLBACK_FROM = (WavePhase.APPLYING, WavePhase.BAKING, WavePhase.HELD, WavePhase.PASSED)
 
 
-def request_rollback(store: SqliteStore, rollout_id: str, wave_name: str, by: str, reason: str,
+def request_rollback(store: StateStore, rollout_id: str, wave_name: str, by: str, reason: str,
                      now: dt.datetime) -> WaveState:
     """Mark the wave failed and halt the rollout; the engine reverts its devices on its next tick."""
     wave = _wave(store, rollout_id, wave_name)
@@ -147,17 +156,14 @@ def request_rollback(store: SqliteStore, rollout_id: str, wave_name: str, by: st
         return wave  # already rolling back or rolled back: a second request changes nothing
     if wave.phase not in ROLLBACK_FROM:
         raise InputError(f"wave {wave.name} is {wave.phase}: nothing of it is migrated, so there is nothing to roll back.")
-    with store.write() as db:
-        db.execute("UPDATE waves SET phase=?, phase_since=? WHERE rollout_id=? AND idx=? AND phase=?",
-                   (WavePhase.FAILED.value, iso(now), rollout_id, wave.index, wave.phase.value))
-        db.execute("UPDATE rollouts SET halted=1, halt_reason=? WHERE id=?",
-                   (f"wave {wave.name} rolled back on demand by {by}: {reason}", rollout_id))
-        store.append_event(db, rollout_id, now, by, "wave.rollback_requested",
-                           {"wave": wave.name, "from": wave.phase.value, "reason": reason})
+    ch = Changes(rollout={"halted": True, "halt_reason": f"wave {wave.name} rolled back on demand by {by}: {reason}"},
+                 waves=[RowChange(wave.index, {"phase": WavePhase.FAILED, "phase_since": now}, {"phase": wave.phase})])
+    ch.event(now, by, "wave.rollback_requested", {"wave": wave.name, "from": wave.phase.value, "reason": reason})
+    store.transact(rollout_id, lambda view: ch)
     return wave
 
 
-def issues_holding(store: SqliteStore, rollout_id: str) -> Sequence[tuple[int, int]]:
+def issues_holding(store: StateStore, rollout_id: str) -> Sequence[tuple[int, int]]:
     """(issue id, devices it holds) for every open blocker."""
     blockers = [i for i in store.issues(rollout_id) if i.holds_devices]
     if not blockers:
@@ -172,7 +178,7 @@ def issues_holding(store: SqliteStore, rollout_id: str) -> Sequence[tuple[int, i
     return out
 
 
-def replan(store: SqliteStore, rollout_id: str, plan: Mapping[str, Any], by: str, now: dt.datetime) -> list[str]:
+def replan(store: StateStore, rollout_id: str, plan: Mapping[str, Any], by: str, now: dt.datetime) -> list[str]:
     """Adopt a new plan for the waves that have not started; returns the waves whose approvals it voids.
 
     Waves must keep their names and order. A wave whose content hash changes takes the new
@@ -196,19 +202,16 @@ def replan(store: SqliteStore, rollout_id: str, plan: Mapping[str, Any], by: str
     if problems:
         raise InputError("cannot adopt the new plan:\n  " + "\n  ".join(problems[:20]))
     changed = [(w, n) for w, n in zip(waves, new_waves) if w.hash != n["hash"]]
-    with store.write() as db:
-        for wave, new in changed:
-            phase = WavePhase.PLANNED if wave.phase == WavePhase.APPROVED else wave.phase
-            db.execute("UPDATE waves SET hash=?, phase=?, approvals_required=?, bake_seconds=?, gates=? "
-                       "WHERE rollout_id=? AND idx=?",
-                       (new["hash"], phase.value, json.dumps(new["approvals"]), new["bake_seconds"],
-                        json.dumps(new.get("gates") or {}), rollout_id, wave.index))
-        for device_id, wave_index in target.items():
-            if devices[device_id].wave != wave_index:
-                db.execute("UPDATE devices SET wave=? WHERE rollout_id=? AND device_id=?",
-                           (wave_index, rollout_id, device_id))
-        db.execute("UPDATE rollouts SET plan_hash=?, plan_json=? WHERE id=?",
-                   (plan["plan_hash"], json.dumps(dict(plan), ensure_ascii=False), rollout_id))
-        store.append_event(db, rollout_id, now, by, "rollout.replanned",
-                           {"plan_hash": plan["plan_hash"], "voided": [w.name for w, _ in changed]})
+    ch = Changes(rollout={"plan_hash": plan["plan_hash"], "plan_json": dict(plan)})
+    for wave, new in changed:
+        phase = WavePhase.PLANNED if wave.phase == WavePhase.APPROVED else wave.phase
+        ch.waves.append(RowChange(wave.index, {"hash": new["hash"], "phase": phase,
+                                               "approvals_required": list(new["approvals"]),
+                                               "bake_seconds": new["bake_seconds"], "gates": new.get("gates") or {}},
+                                  {"phase": wave.phase}))
+    for device_id, wave_index in target.items():
+        if devices[device_id].wave != wave_index:
+            ch.devices.append(RowChange(device_id, {"wave": wave_index}, {"wave": devices[device_id].wave}))
+    ch.event(now, by, "rollout.replanned", {"plan_hash": plan["plan_hash"], "voided": [w.name for w, _ in changed]})
+    store.transact(rollout_id, lambda view: ch)
     return [w.name for w, _ in changed]

@@ -13,14 +13,14 @@ from rich.text import Text
 from rollout.approvals import missing_roles, valid_approvals
 from rollout.model import rollout_phase
 from rollout.operations import issues_holding
-from rollout.store import SqliteStore
+from rollout.store_api import StateStore
 
 STATUS_SCHEMA = "zt-rollout/status/v1"
 PHASE_STYLE = {"passed": "green", "rolled_back": "red", "failed": "red", "rolling_back": "red", "held": "yellow",
                "baking": "cyan", "applying": "cyan"}
 
 
-def status_json(store: SqliteStore, rollout_id: str) -> dict[str, Any]:
+def status_json(store: StateStore, rollout_id: str) -> dict[str, Any]:
     status = store.status(rollout_id)
     waves = store.waves(rollout_id)
     devices = store.devices(rollout_id)
@@ -32,9 +32,8 @@ def status_json(store: SqliteStore, rollout_id: str) -> dict[str, Any]:
     for record in store.decisions(rollout_id):
         last_record[record["wave"]] = record
     holding = dict(issues_holding(store, rollout_id))
-    lease = store.db.execute("SELECT holder, host, pid, acquired_at, expires_at, fence, lease_id FROM leases "
-                             "WHERE rollout_id=?", (rollout_id,)).fetchone()
-    audit = store.db.execute("SELECT event_count, head_hash FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
+    lease = store.lease_row(rollout_id)
+    events, head_hash = store.audit_head(rollout_id)
     return {
         "schema": STATUS_SCHEMA,
         "rollout": rollout_id,
@@ -67,9 +66,9 @@ def status_json(store: SqliteStore, rollout_id: str) -> dict[str, Any]:
              "decided_by": i.decided_by, "auto": i.auto, "holds_devices": holding.get(i.id, 0)}
             for i in store.issues(rollout_id)
         ],
-        "lease": None if lease is None else {"holder": lease["holder"], "host": lease["host"], "pid": lease["pid"],
-                                             "fence": lease["fence"], "lease_id": lease["lease_id"]},
-        "audit": {"events": audit["event_count"], "head_hash": audit["head_hash"]},
+        "lease": None if lease is None else {"holder": lease.holder, "host": lease.host, "pid": lease.pid,
+                                             "fence": lease.fence, "lease_id": lease.lease_id},
+        "audit": {"events": events, "head_hash": head_hash},
     }
 
 

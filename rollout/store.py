@@ -17,47 +17,36 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rollout.audit import GENESIS, AuditReport, Event, event_hash, verify_chain
-from rollout.errors import InputError, NotFoundError, RolloutError
+from rollout.errors import InputError, NotFoundError
 from rollout.inventory import Device, parse_record
 from rollout.model import (
     Approval,
     DevicePhase,
     DeviceState,
     Issue,
-    IssueStatus,
     RolloutStatus,
-    Severity,
-    WavePhase,
     WaveState,
 )
+from rollout.store_api import Build, Changes, Fence, Intent, LeaseRow, RolloutDump, StaleWriterError
+from rollout.store_rows import DEVICE_PHASES, approval_from_row, issue_from_row, status_from_row, utc, wave_from_row
 from rollout.store_schema import MIGRATIONS
+
+__all__ = ["DEFAULT_STATE", "Fence", "SqliteStore", "StaleWriterError", "filesystem_type", "iso", "utc"]
 
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "afs", "9p", "ncpfs",
                                  "fuse.s3fs", "glusterfs", "ceph", "lustre"})
 DEFAULT_STATE = Path(".rollout/state.db")
 
 
-class StaleWriterError(RolloutError):
-    """This driver's lease was taken over: its write was refused and nothing was written."""
-
-
-_parse_time = functools.lru_cache(maxsize=65536)(dt.datetime.fromisoformat)
-_DEVICE_PHASES = {p.value: p for p in DevicePhase}
-
-
-def utc(value: str | None) -> dt.datetime | None:
-    """Parse a stored timestamp; cached, since a batch of devices shares its timestamps."""
-    return _parse_time(value) if value else None
+_DEVICE_PHASES = DEVICE_PHASES
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -81,17 +70,19 @@ def filesystem_type(path: Path) -> str:
     return kind
 
 
-@dataclass(frozen=True, slots=True)
-class Fence:
-    """What a driver's write carries: its lease id and fencing number."""
-
-    lease_id: str
-    number: int
+def lease_from_row(row: Any) -> LeaseRow | None:
+    if row is None:
+        return None
+    return LeaseRow(row["lease_id"], row["holder"], row["host"], int(row["pid"]), float(row["acquired_at"]),
+                    float(row["expires_at"]), int(row["fence"]))
 
 
 class SqliteStore:
+    """The SQLite implementation of ``rollout.store_api.StateStore``."""
+
     def __init__(self, path: str | Path = DEFAULT_STATE) -> None:
         self.path = Path(path)
+        self.location = f"sqlite:{self.path}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fs = filesystem_type(self.path.parent)
         if fs in NETWORK_FILESYSTEMS:
@@ -122,6 +113,15 @@ class SqliteStore:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def transact(self, rollout_id: str, build: Build, fence: Fence | None = None) -> Changes:
+        """Build the change set inside one write transaction and apply it (see ``rollout.store_api``)."""
+        from rollout.store_sqlite import SqliteView, apply_changes
+
+        with self.write(rollout_id, fence) as db:
+            changes = build(SqliteView(self, db, rollout_id))
+            apply_changes(self, db, rollout_id, changes)
+        return changes
 
     def _check_fence(self, rollout_id: str, fence: Fence) -> None:
         row = self.db.execute("SELECT lease_id, fence, holder, host FROM leases WHERE rollout_id=?",
@@ -172,7 +172,9 @@ class SqliteStore:
     # -- rollouts -----------------------------------------------------------------------------
 
     def create_rollout(self, status: RolloutStatus, waves: Sequence[WaveState], devices: Sequence[DeviceState],
-                       inventory: Sequence[Device], plan: dict[str, Any], now: dt.datetime) -> None:
+                       inventory: Sequence[Device], plan: dict[str, Any], now: dt.datetime, *,
+                       log: bool = True) -> None:
+        """Record a new rollout and its ``rollout.started`` event (``log=False``: no event, for imports)."""
         with self.write() as db:
             if db.execute("SELECT 1 FROM rollouts WHERE id=?", (status.rollout_id,)).fetchone():
                 raise InputError(f"rollout {status.rollout_id!r} already exists in {self.path}; "
@@ -192,8 +194,9 @@ class SqliteStore:
                 "INSERT INTO devices (rollout_id, device_id, wave, phase, phase_since, attrs) VALUES (?,?,?,?,?,?)",
                 [(status.rollout_id, d.device_id, d.wave, d.phase.value, iso(d.phase_since),
                   json.dumps(inv.to_record(), ensure_ascii=False)) for d, inv in zip(devices, inventory)])
-            self.append_event(db, status.rollout_id, now, status.started_by, "rollout.started",
-                              {"plan_hash": status.plan_hash, "waves": len(waves), "devices": len(devices)})
+            if log:
+                self.append_event(db, status.rollout_id, now, status.started_by, "rollout.started",
+                                  {"plan_hash": status.plan_hash, "waves": len(waves), "devices": len(devices)})
 
     def rollout_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM rollouts ORDER BY started_at")]
@@ -210,22 +213,15 @@ class SqliteStore:
         return json.loads(self._rollout_row(rollout_id)["plan_json"])  # type: ignore[no-any-return]
 
     def status(self, rollout_id: str) -> RolloutStatus:
-        r = self._rollout_row(rollout_id)
-        return RolloutStatus(r["id"], r["plan_hash"], r["started_by"], utc(r["started_at"]) or dt.datetime.min,
-                             bool(r["separation_of_duties"]), bool(r["paused"]), r["pause_reason"],
-                             bool(r["halted"]), r["halt_reason"])
+        return status_from_row(rollout_id, self._rollout_row(rollout_id))
 
     def waves(self, rollout_id: str) -> list[WaveState]:
-        return [
-            WaveState(r["idx"], r["name"], r["hash"], WavePhase(r["phase"]), utc(r["phase_since"]) or dt.datetime.min,
-                      tuple(json.loads(r["approvals_required"])), r["bake_seconds"], json.loads(r["gates"]),
-                      bool(r["canary"]), utc(r["bake_started"]), r["consecutive_errors"], r["last_verdict"])
-            for r in self.db.execute("SELECT * FROM waves WHERE rollout_id=? ORDER BY idx", (rollout_id,))
-        ]
+        return [wave_from_row(r) for r in self.db.execute("SELECT * FROM waves WHERE rollout_id=? ORDER BY idx",
+                                                          (rollout_id,))]
 
     def devices(self, rollout_id: str, ids: Sequence[str] | None = None) -> dict[str, DeviceState]:
         """Device rows of the rollout: all, or just ``ids``."""
-        columns = "SELECT device_id, wave, phase, phase_since, migrated_at, steps_done, error FROM devices "
+        columns = "SELECT device_id, wave, phase, phase_since, migrated_at, steps_done, error, ref FROM devices "
         if ids is None:
             return self._device_states(self.db.execute(columns + "WHERE rollout_id=?", (rollout_id,)))
         out: dict[str, DeviceState] = {}
@@ -239,14 +235,18 @@ class SqliteStore:
     @staticmethod
     def _device_states(rows: Iterable[Any]) -> dict[str, DeviceState]:
         phases = _DEVICE_PHASES
-        return {r[0]: DeviceState(r[0], r[1], phases[r[2]], utc(r[3]) or dt.datetime.min, utc(r[4]), r[5], r[6])
-                for r in rows}
+        return {r[0]: DeviceState(r[0], r[1], phases[r[2]], utc(r[3]) or dt.datetime.min, utc(r[4]), r[5], r[6],
+                                  r[7]) for r in rows}
 
     def device_rows_epoch(self, rollout_id: str) -> int:
         """Changes a driver's cache of device rows must notice (writers other than the driver: replan)."""
         row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE rollout_id=? AND "
                               "kind='rollout.replanned'", (rollout_id,)).fetchone()
         return int(row[0])
+
+    def device_counts(self, rollout_id: str) -> dict[DevicePhase, int]:
+        rows = self.db.execute("SELECT phase, COUNT(*) FROM devices WHERE rollout_id=? GROUP BY phase", (rollout_id,))
+        return {_DEVICE_PHASES[r[0]]: int(r[1]) for r in rows}
 
     def count_devices(self, rollout_id: str, phases: Iterable[DevicePhase]) -> int:
         wanted = [p.value for p in phases]
@@ -275,15 +275,12 @@ class SqliteStore:
         return {r[0] for r in rows}
 
     def approvals(self, rollout_id: str) -> list[Approval]:
-        return [Approval(r["wave"], r["wave_hash"], r["by_whom"], r["role"], utc(r["at"]) or dt.datetime.min,
-                         r["comment"])
-                for r in self.db.execute("SELECT * FROM approvals WHERE rollout_id=? ORDER BY rowid", (rollout_id,))]
+        return [approval_from_row(r) for r in self.db.execute("SELECT * FROM approvals WHERE rollout_id=? ORDER BY rowid",
+                                                              (rollout_id,))]
 
     def issues(self, rollout_id: str) -> list[Issue]:
-        return [Issue(r["id"], r["title"], r["selector"], Severity(r["severity"]) if r["severity"] else None,
-                      IssueStatus(r["status"]), r["reported_during"], r["reported_by"],
-                      utc(r["reported_at"]) or dt.datetime.min, r["decided_by"], utc(r["decided_at"]), bool(r["auto"]))
-                for r in self.db.execute("SELECT * FROM issues WHERE rollout_id=? ORDER BY id", (rollout_id,))]
+        return [issue_from_row(r) for r in self.db.execute("SELECT * FROM issues WHERE rollout_id=? ORDER BY id",
+                                                           (rollout_id,))]
 
     def decisions(self, rollout_id: str) -> list[dict[str, Any]]:
         return [json.loads(r[0]) for r in self.db.execute(
@@ -291,11 +288,6 @@ class SqliteStore:
 
     def backend_settings(self, rollout_id: str) -> dict[str, Any]:
         return json.loads(self._rollout_row(rollout_id)["backend"])  # type: ignore[no-any-return]
-
-    def set_backend_settings(self, rollout_id: str, settings: dict[str, Any], actor: str, now: dt.datetime) -> None:
-        with self.write() as db:
-            db.execute("UPDATE rollouts SET backend=? WHERE id=?", (json.dumps(settings), rollout_id))
-            self.append_event(db, rollout_id, now, actor, "rollout.backend", settings)
 
     def steps_of(self, rollout_id: str, device_ids: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -306,6 +298,34 @@ class SqliteStore:
                                      f"IN ({marks})", (rollout_id, *chunk)):
                 out[r[0]] = r[1]
         return out
+
+    def open_intents(self, rollout_id: str) -> list[Intent]:
+        return [Intent(r["op_id"], r["verb"], r["wave"], tuple(json.loads(r["device_ids"])), r["max_errors"])
+                for r in self.db.execute("SELECT * FROM intents WHERE rollout_id=? AND state='open' ORDER BY rowid",
+                                         (rollout_id,))]
+
+    def lease_row(self, rollout_id: str) -> LeaseRow | None:
+        return lease_from_row(self.db.execute("SELECT * FROM leases WHERE rollout_id=?", (rollout_id,)).fetchone())
+
+    def audit_head(self, rollout_id: str) -> tuple[int, str]:
+        row = self._rollout_row(rollout_id)
+        return int(row["event_count"]), str(row["head_hash"])
+
+    def last_event_time(self, rollout_id: str) -> dt.datetime:
+        row = self.db.execute("SELECT MAX(at) FROM events WHERE rollout_id=?", (rollout_id,)).fetchone()
+        if row[0] is None:
+            self._rollout_row(rollout_id)
+        return dt.datetime.fromisoformat(row[0])
+
+    def export_rollout(self, rollout_id: str) -> RolloutDump:
+        from rollout.store_sqlite import export_rollout
+
+        return export_rollout(self, rollout_id)
+
+    def import_rollout(self, dump: RolloutDump) -> None:
+        from rollout.store_sqlite import import_rollout
+
+        import_rollout(self, dump)
 
     def integrity_check(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])

@@ -117,4 +117,8 @@ CREATE TABLE fences (
 """,
     # 2: how the rollout is driven (backend name and its settings), chosen at `rollout start`.
     "ALTER TABLE rollouts ADD COLUMN backend TEXT NOT NULL DEFAULT '{}'",
+    # 3: the backend's reference of the last call on each device (an SSM command id).
+    "ALTER TABLE devices ADD COLUMN ref TEXT NOT NULL DEFAULT ''",
+    # 4: the error budget a migrate call was given, so that a replay after a crash gets the same.
+    "ALTER TABLE intents ADD COLUMN max_errors INTEGER",
 )

@@ -1,0 +1,320 @@
+"""The DynamoDB store's writes: commit records, materializing them, creating and importing rollouts.
+
+- ``write_commit``: phase 1. The record's parts are put under a fresh nonce (invisible: nothing
+  points at them yet), then the HEAD item is updated with one conditional UpdateItem. That update
+  is the commit point; a writer that lost the race leaves orphan parts, which are deleted.
+- ``read_records``: records ``first..last``, found backwards from HEAD's nonce through each
+  record's ``prev_nonce``.
+- ``materialize``: phase 2. Every row of the record is put with ``seq <= k`` as condition, in
+  parallel; device rows live in buckets of about ``BUCKET_DEVICES`` devices (one item each), so a
+  10,000-device commit is some 200 puts. Then HEAD's ``applied`` moves to ``k``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from rollout.audit import GENESIS, event_hash
+from rollout.dynamo_items import batch_put, blob_parts, blob_value, from_item, query_all, to_item
+from rollout.errors import InputError
+from rollout.inventory import Device
+from rollout.model import DeviceState, RolloutStatus, WaveState
+from rollout.store_api import ConflictError, Fence, RolloutDump
+from rollout.store_rows import approval_to_row, device_to_row, encode, issue_to_row, wave_to_row
+
+if TYPE_CHECKING:
+    from rollout.store_dynamo import DynamoStore
+
+BUCKET_DEVICES = 50
+PARTITIONS = 16
+BIG_STRING = 60_000
+
+
+def bucket_count(devices: int) -> int:
+    return max(1, -(-devices // BUCKET_DEVICES))
+
+
+def bucket_of(device_id: str, buckets: int) -> int:
+    return zlib.crc32(device_id.encode("utf-8")) % buckets
+
+
+def pack(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as item attributes: long strings compressed to bytes."""
+    return {k: zlib.compress(v.encode("utf-8")) if isinstance(v, str) and len(v) > BIG_STRING else v
+            for k, v in row.items()}
+
+
+def unpack(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: zlib.decompress(v).decode("utf-8") if isinstance(v, bytes) else v for k, v in item.items()}
+
+
+def _ignore_condition(err: ClientError) -> None:
+    if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+        raise err
+
+
+# -- phase 1 ---------------------------------------------------------------------------------------
+
+
+def write_commit(store: DynamoStore, rollout_id: str, seq: int, head: dict[str, Any], removed: Sequence[str],
+                 record: dict[str, Any] | None, expected_seq: int | None, fence: Fence | None) -> bool:
+    """Put the record's parts, then the conditional HEAD update. False: another writer won."""
+    pk = store.pk(rollout_id)
+    head = dict(head)
+    keys: list[str] = []
+    if record is not None:
+        nonce = uuid.uuid4().hex[:16]
+        parts = blob_parts(record)
+        for n, part in enumerate(parts):
+            key = f"COMMIT#{seq:09d}#{nonce}#{n:03d}"
+            store.client.put_item(TableName=store.table, Item=to_item({"pk": pk, "sk": key, "b": part}))
+            keys.append(key)
+        head.update({"nonce": nonce, "nonce_parts": len(parts)})
+    names = {"#state": "state"}
+    values: dict[str, Any] = {":ready": "ready"}
+    condition = "#state = :ready"
+    if expected_seq is not None:
+        names.update({"#seq": "seq", "#applied": "applied"})
+        values[":s"] = expected_seq
+        condition += " AND #seq = :s AND #applied = :s"
+    if fence is not None:
+        names.update({"#lid": "lease_id", "#lf": "lease_fence"})
+        values.update({":lid": fence.lease_id, ":lf": fence.number})
+        condition += " AND #lid = :lid AND #lf = :lf"
+    for i, (name, value) in enumerate(head.items()):
+        names[f"#h{i}"], values[f":h{i}"] = name, value
+    expression = ("SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(head)))) if head else ""
+    if removed:
+        names.update({f"#r{i}": name for i, name in enumerate(removed)})
+        expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+    try:
+        store.client.update_item(TableName=store.table, Key=to_item({"pk": pk, "sk": "HEAD"}),
+                                 UpdateExpression=expression.strip(), ConditionExpression=condition,
+                                 ExpressionAttributeNames=names, ExpressionAttributeValues=to_item(values))
+    except ClientError as err:
+        _ignore_condition(err)
+        for key in keys:  # the loser's parts: nothing points at them
+            store.client.delete_item(TableName=store.table, Key=to_item({"pk": pk, "sk": key}))
+        return False
+    return True
+
+
+def read_records(store: DynamoStore, rollout_id: str, head: dict[str, Any], first: int) -> list[dict[str, Any]]:
+    """Commit records ``first..head['seq']``, oldest first."""
+    pk, seq, nonce = store.pk(rollout_id), int(head["seq"]), str(head.get("nonce") or "")
+    out: list[dict[str, Any]] = []
+    while seq >= first:
+        items = sorted(query_all(store.client, store.table, pk, f"COMMIT#{seq:09d}#{nonce}#"), key=lambda i: i["sk"])
+        if not items:
+            raise ConflictError(f"{store.location}: commit record {seq} of {rollout_id} is missing; the table was "
+                                "edited outside zt-rollout.")
+        record = blob_value([i["b"] for i in items])
+        out.append(record)
+        seq, nonce = seq - 1, str(record.get("prev_nonce") or "")
+    return out[::-1]
+
+
+# -- phase 2 ---------------------------------------------------------------------------------------
+
+
+def _conditional_put(store: DynamoStore, item: dict[str, Any]) -> None:
+    try:
+        store.client.put_item(TableName=store.table, Item=to_item(item),
+                              ConditionExpression="attribute_not_exists(#seq) OR #seq <= :k",
+                              ExpressionAttributeNames={"#seq": "_v"},
+                              ExpressionAttributeValues={":k": {"N": str(item["_v"])}})
+    except ClientError as err:  # a newer commit holds the row: this one was applied before it
+        _ignore_condition(err)
+
+
+def device_bucket_key(store: DynamoStore, rollout_id: str, bucket: int) -> tuple[str, str]:
+    return f"{store.pk(rollout_id)}#D#{bucket % PARTITIONS:02d}", f"B#{bucket:05d}"
+
+
+def materialize(store: DynamoStore, rollout_id: str, record: dict[str, Any], buckets: int,
+                full_rows: Callable[[int], dict[str, dict[str, Any]]] | None) -> None:
+    """Put the record's rows, then move HEAD's ``applied``. ``full_rows(bucket)``: every device row of
+    a bucket after the commit (the writer knows them); without it, buckets are read and merged."""
+    seq = int(record["seq"])
+    pk = store.pk(rollout_id)
+    items = [pack({"pk": pk, "sk": sk, **row, "_v": seq}) for sk, row in row_items(record)]
+    touched: dict[int, dict[str, dict[str, Any]]] = {}
+    for device_id, row in record["devices"].items():
+        touched.setdefault(bucket_of(device_id, buckets), {})[device_id] = row
+
+    def put_bucket(bucket: int) -> None:
+        bpk, bsk = device_bucket_key(store, rollout_id, bucket)
+        if full_rows is not None:
+            rows = full_rows(bucket)
+        else:
+            got = store.client.get_item(TableName=store.table, Key=to_item({"pk": bpk, "sk": bsk}), ConsistentRead=True)
+            current = from_item(got.get("Item", {}))
+            if int(current.get("_v") or 0) >= seq:
+                return
+            rows = {**(blob_value([current["rows"]]) if current else {}), **touched[bucket]}
+        _conditional_put(store, {"pk": bpk, "sk": bsk, "rows": blob_parts(rows)[0], "_v": seq})
+
+    jobs = [store.pool.submit(_conditional_put, store, item) for item in items]
+    jobs += [store.pool.submit(put_bucket, b) for b in touched]
+    for job in jobs:
+        job.result()
+    try:
+        store.client.update_item(TableName=store.table, Key=to_item({"pk": pk, "sk": "HEAD"}),
+                                 UpdateExpression="SET #a = :k", ConditionExpression="#a < :k",
+                                 ExpressionAttributeNames={"#a": "applied"}, ExpressionAttributeValues={":k": {"N": str(seq)}})
+    except ClientError as err:
+        _ignore_condition(err)
+
+
+def row_items(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(sort key, row) of every row of a record but the devices."""
+    out = [(f"WAVE#{int(k):04d}", r) for k, r in record["waves"].items()]
+    out += [(f"APPR#{k}", r) for k, r in record["approvals"].items()]
+    out += [(f"ISSUE#{int(k):06d}", r) for k, r in record["issues"].items()]
+    out += [(f"DEC#{int(k):06d}", r) for k, r in record["decisions"].items()]
+    out += [(f"INTENT#{k}", r) for k, r in record["intents"].items()]
+    out += [(f"EVENT#{int(e['seq']):09d}", e) for e in record["events"]]
+    if record.get("plan") is not None:
+        out += [(f"PLAN#{int(record['seq']):09d}#{n:03d}", {"b": part}) for n, part in enumerate(blob_parts(record["plan"]))]
+    return out
+
+
+# -- creating and importing ---------------------------------------------------------------------------
+
+
+def _claim(store: DynamoStore, status: RolloutStatus) -> None:
+    rid = status.rollout_id
+    head = store.head(rid, missing_ok=True)
+    if head.get("state") == "ready":
+        _index(store, rid, str(head["started_at"]))  # in case the creator died just before writing it
+        raise InputError(f"rollout {rid!r} already exists in {store.location}; "
+                         "use `rollout status` or start it under another --rollout id.")
+    try:
+        store.client.put_item(
+            TableName=store.table, Item=to_item({"pk": store.pk(rid), "sk": "HEAD", "state": "creating",
+                                                 "plan_hash": status.plan_hash}),
+            ConditionExpression="attribute_not_exists(pk) OR (#s = :creating AND plan_hash = :ph)",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues=to_item({":creating": "creating", ":ph": status.plan_hash}))
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise InputError(f"rollout {rid!r} already exists in {store.location} (or is being created from "
+                             "another plan); start it under another --rollout id.") from None
+        raise
+
+
+def _index(store: DynamoStore, rollout_id: str, started_at: str) -> None:
+    store.client.put_item(TableName=store.table, Item=to_item({"pk": "ROLLOUTS", "sk": rollout_id,
+                                                               "started_at": started_at}))
+
+
+def _rows(store: DynamoStore, rid: str, waves: Sequence[WaveState], devices: Sequence[DeviceState],
+          inventory: Sequence[Device], plan: dict[str, Any]) -> list[dict[str, Any]]:
+    pk, buckets = store.pk(rid), bucket_count(len(devices))
+    items: list[dict[str, Any]] = [{"pk": pk, "sk": f"WAVE#{w.index:04d}", **wave_to_row(w), "_v": 1} for w in waves]
+    rows: dict[int, dict[str, Any]] = {}
+    attrs: dict[int, dict[str, Any]] = {}
+    for d, record in zip(devices, inventory):
+        b = bucket_of(d.device_id, buckets)
+        rows.setdefault(b, {})[d.device_id] = device_to_row(d)
+        attrs.setdefault(b, {})[d.device_id] = record.to_record()
+    for b in range(buckets):
+        bpk, bsk = device_bucket_key(store, rid, b)
+        items.append({"pk": bpk, "sk": bsk, "rows": blob_parts(rows.get(b, {}))[0], "_v": 1})
+        items.append({"pk": f"{pk}#A#{b % PARTITIONS:02d}", "sk": bsk, "a": blob_parts(attrs.get(b, {}))[0]})
+    items += [{"pk": pk, "sk": f"PLAN#{1:09d}#{n:03d}", "b": part} for n, part in enumerate(blob_parts(plan))]
+    return items
+
+
+def _put_all(store: DynamoStore, items: list[dict[str, Any]]) -> None:
+    chunks = [items[i:i + 100] for i in range(0, len(items), 100)]
+    for job in [store.pool.submit(batch_put, store.client, store.table, chunk) for chunk in chunks]:
+        job.result()
+
+
+def _head_fields(status: RolloutStatus, backend: dict[str, Any], devices: int) -> dict[str, Any]:
+    return {"state": "ready", "plan_hash": status.plan_hash, "started_by": status.started_by,
+            "started_at": encode(status.started_at), "separation_of_duties": status.separation_of_duties,
+            "paused": status.paused, "pause_reason": status.pause_reason, "halted": status.halted,
+            "halt_reason": status.halt_reason, "backend": json.dumps(backend), "seq": 1, "applied": 1,
+            "issue_max": 0, "decision_max": 0, "intent_n": 0, "approval_n": 0, "replans": 0, "plan_ref": 1,
+            "last_fence": 0, "buckets": bucket_count(devices), "nonce": ""}
+
+
+def _ready(store: DynamoStore, rid: str, head: dict[str, Any], started_at: str) -> None:
+    """The commit point of a creation: HEAD turns ready (only if it is still being created)."""
+    names = {f"#h{i}": k for i, k in enumerate(head)}
+    values = {f":h{i}": v for i, v in enumerate(head.values())}
+    store.client.update_item(
+        TableName=store.table, Key=to_item({"pk": store.pk(rid), "sk": "HEAD"}),
+        UpdateExpression="SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(head))),
+        ConditionExpression="#state = :creating", ExpressionAttributeNames={**names, "#state": "state"},
+        ExpressionAttributeValues=to_item({**values, ":creating": "creating"}))
+    _index(store, rid, started_at)
+
+
+def create(store: DynamoStore, status: RolloutStatus, waves: list[WaveState], devices: list[DeviceState],
+           inventory: list[Device], plan: dict[str, Any], now: dt.datetime) -> None:
+    """Claim HEAD, write the rows (invisible until HEAD is ready), the first event, then HEAD ready."""
+    rid = status.rollout_id
+    _claim(store, status)
+    _put_all(store, _rows(store, rid, waves, devices, inventory, plan))
+    stamp = now.isoformat()
+    data = {"plan_hash": status.plan_hash, "waves": len(waves), "devices": len(devices)}
+    digest = event_hash(GENESIS, 1, stamp, status.started_by, "rollout.started", data)
+    store.client.put_item(TableName=store.table, Item=to_item({
+        "pk": store.pk(rid), "sk": f"EVENT#{1:09d}", "seq": 1, "_v": 1, "at": stamp, "actor": status.started_by,
+        "kind": "rollout.started", "data": json.dumps(data, ensure_ascii=False, sort_keys=True),
+        "prev_hash": GENESIS, "hash": digest}))
+    _ready(store, rid, {**_head_fields(status, {}, len(devices)), "event_count": 1, "head_hash": digest},
+           encode(status.started_at))
+
+
+def export_rollout(store: DynamoStore, rollout_id: str) -> RolloutDump:
+    replica = store.replica(rollout_id)
+    decisions = [(int(replica.decisions[s]["wave"]), json.loads(replica.decisions[s]["record"]))
+                 for s in sorted(replica.decisions)]
+    from rollout.store_dynamo import intent_of
+
+    intents = [(intent_of(r), r["state"], r["created_at"], r["done_at"])
+               for r in sorted(replica.intents.values(), key=lambda r: int(r["n"]))]
+    return RolloutDump(
+        status=store.status(rollout_id), plan=store.plan_json(rollout_id), backend=store.backend_settings(rollout_id),
+        waves=store.waves(rollout_id), devices=list(store.devices(rollout_id).values()),
+        inventory=store.inventory(rollout_id), approvals=store.approvals(rollout_id), issues=store.issues(rollout_id),
+        decisions=decisions, intents=intents, events=list(store.events(rollout_id)),
+        last_fence=int(replica.head.get("last_fence") or 0), replans=int(replica.head.get("replans") or 0))
+
+
+def import_rollout(store: DynamoStore, dump: RolloutDump, approval_key: Callable[[Any], str]) -> None:
+    """Write the dump's rows and events verbatim; HEAD turns ready last, with the chain's head."""
+    s, rid = dump.status, dump.status.rollout_id
+    pk = store.pk(rid)
+    _claim(store, s)
+    items = _rows(store, rid, dump.waves, dump.devices, [dump.inventory[d.device_id] for d in dump.devices], dump.plan)
+    items += [{"pk": pk, "sk": f"APPR#{approval_key(a)}", **approval_to_row(a), "n": n, "_v": 1}
+              for n, a in enumerate(dump.approvals, start=1)]
+    items += [{"pk": pk, "sk": f"ISSUE#{i.id:06d}", **issue_to_row(i), "_v": 1} for i in dump.issues]
+    items += [{"pk": pk, "sk": f"DEC#{n:06d}", "wave": wave, "_v": 1,
+               "record": json.dumps(record, ensure_ascii=False, sort_keys=True)}
+              for n, (wave, record) in enumerate(dump.decisions, start=1)]
+    items += [{"pk": pk, "sk": f"INTENT#{i.op_id}", "op_id": i.op_id, "verb": i.verb, "wave": i.wave,
+               "device_ids": json.dumps(list(i.device_ids)), "state": state, "created_at": created, "done_at": done,
+               "n": n, "max_errors": i.max_errors, "_v": 1} for n, (i, state, created, done) in enumerate(dump.intents, start=1)]
+    items += [pack({"pk": pk, "sk": f"EVENT#{e.seq:09d}", "seq": e.seq, "_v": 1, "at": e.at, "actor": e.actor, "kind": e.kind,
+                    "data": json.dumps(e.data, ensure_ascii=False, sort_keys=True), "prev_hash": e.prev_hash,
+                    "hash": e.hash}) for e in dump.events]
+    _put_all(store, items)
+    head = {**_head_fields(s, dump.backend, len(dump.devices)), "event_count": len(dump.events),
+            "head_hash": dump.events[-1].hash if dump.events else GENESIS,
+            "issue_max": max((i.id for i in dump.issues), default=0), "decision_max": len(dump.decisions),
+            "intent_n": len(dump.intents), "approval_n": len(dump.approvals), "replans": dump.replans,
+            "last_fence": dump.last_fence}
+    _ready(store, rid, head, encode(s.started_at))
