@@ -17,7 +17,7 @@ import rollout
 from rollout.diff import PlanDiff, diff_plans
 from rollout.errors import InputError
 from rollout.explain import Explanation, explain_device
-from rollout.fleet import EXTRA_COLUMNS, iter_fleet
+from rollout.fleet import EXTRA_COLUMNS, MANAGED_NODE_COLUMNS, iter_fleet
 from rollout.inventory import COLUMNS, Device, Inventory, load_inventory
 from rollout.plan import Plan, plan_waves
 from rollout.files import write_bytes_atomic, write_json_atomic
@@ -77,22 +77,26 @@ def diff(old_path: str | Path, new_path: str | Path) -> PlanDiff:
     return diff_plans(load_plan_file(old_path), load_plan_file(new_path))
 
 
-def generate_fleet_file(path: str | Path, devices: int, seed: int, *, encoding: str = "utf-8") -> None:
-    """Write a generated fleet to ``path`` (CSV, or JSON / JSON Lines by suffix), atomically."""
+def generate_fleet_file(path: str | Path, devices: int, seed: int, *, encoding: str = "utf-8",
+                        managed_nodes: bool = False) -> None:
+    """Write a generated fleet to ``path`` (CSV, or JSON / JSON Lines by suffix), atomically;
+    ``managed_nodes`` adds each device's ``instance_id`` (for the AWS backend)."""
     if devices < 1:
         raise InputError("--devices must be at least 1.")
+    columns = list(COLUMNS) + list(MANAGED_NODE_COLUMNS if managed_nodes else EXTRA_COLUMNS)
     path = Path(path)
     suffix = path.suffix.lower()
     buffer = io.StringIO()
     if suffix == ".json":
-        json.dump([d.to_record() for d in iter_fleet(devices, seed)], buffer, ensure_ascii=False, indent=1)
+        json.dump([d.to_record() for d in iter_fleet(devices, seed, managed_nodes=managed_nodes)], buffer,
+                  ensure_ascii=False, indent=1)
     elif suffix in (".jsonl", ".ndjson"):
-        for d in iter_fleet(devices, seed):
+        for d in iter_fleet(devices, seed, managed_nodes=managed_nodes):
             buffer.write(json.dumps(d.to_record(), ensure_ascii=False) + "\n")
     else:
-        writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS) + list(EXTRA_COLUMNS), lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(d.to_record() for d in iter_fleet(devices, seed))
+        writer.writerows(d.to_record() for d in iter_fleet(devices, seed, managed_nodes=managed_nodes))
     try:
         data = buffer.getvalue().encode(encoding)
     except LookupError:

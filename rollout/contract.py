@@ -65,6 +65,9 @@ class SiteContract(BaseModel):
     site: str = Field(pattern=SITE_ID_PATTERN, description="Site id, also the stack name.")
     region: str = Field(min_length=1, description="AWS region of every resource below.")
     identity_store_id: str = Field(min_length=1, description="IAM Identity Center identity store id (d-...).")
+    identity_store_region: str = Field(
+        default="", description="IAM Identity Center's home region, where the identity store is ('': region)."
+    )
     pilot_group_id: str = Field(min_length=1, description="Identity store group of the site's pilot users.")
     migrated_group_id: str = Field(
         min_length=1, description="Identity store group admitted by the Verified Access policy."
@@ -78,6 +81,11 @@ class SiteContract(BaseModel):
     orchestrator_role_arn: str = Field(min_length=1, description="IAM role the orchestrator assumes for this site.")
     contract_parameter_name: str = Field(min_length=1, description="SSM parameter holding this contract.")
     device_tag_key: str = Field(min_length=1, description="Tag key that marks the site's managed nodes.")
+
+    @property
+    def identity_region(self) -> str:
+        """Where to call the identity store: IAM Identity Center has one home region per organisation."""
+        return self.identity_store_region or self.region
 
     @property
     def alarm_names(self) -> tuple[str, ...]:
@@ -196,3 +204,28 @@ class CheckIn(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
             raise ContractError(f"check-in item is not valid: {problems}.") from exc
+
+
+#: Which of the kitting document's health checks (names in ``failed_checks``) stand for which of
+#: the gates' signals. A failed check the table does not know counts against ``kitting``.
+CHECK_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
+    "kitting": ("aws_cli_present", "edr_agent_running", "disk_encrypted"),
+    "ztna": ("ztna_agent_running",),
+    "signin": ("signin_portal_reachable",),
+    "app": ("private_apps_reachable",),
+}
+
+
+def health_checks(checkin: CheckIn) -> dict[str, bool]:
+    """The gates' signals from one kitting check-in: a signal is ok unless one of its checks failed.
+
+    ``failed_checks = "edr_agent_running,printer_queue"`` gives kitting False (the EDR agent; and
+    ``printer_queue`` is unknown), ztna, signin and app True. A ``failed`` status with no failed
+    check named (a step threw before it could say) fails kitting.
+    """
+    failed = set(checkin.failed_checks)
+    checks = {signal: not failed.intersection(names) for signal, names in CHECK_SIGNALS.items()}
+    known = {name for names in CHECK_SIGNALS.values() for name in names}
+    if failed - known or (checkin.status is CheckInStatus.FAILED and not failed):
+        checks["kitting"] = False
+    return checks

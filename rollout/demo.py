@@ -21,15 +21,15 @@ from rollout.rehearse import world_path
 from rollout.rehearse_view import print_summary, run_rehearsal
 
 
-def run_demo(workdir: Path, console: Console) -> Path:
+def run_demo(workdir: Path, console: Console, devices: int = api.EXAMPLE_FLEET_SIZE) -> Path:
     """Run the demo in ``workdir`` (a fresh rehearsal each time); return the state file's path."""
     fleet = workdir / api.EXAMPLE_FLEET
     examples = api.examples_dir()
     policy, scenario = examples / api.EXAMPLE_POLICY, examples / "scenario.yaml"
     plan_path, state = workdir / "plan.json", workdir / "state.db"
     console.print(Rule("1. Generate the example fleet"))
-    api.generate_fleet_file(fleet, api.EXAMPLE_FLEET_SIZE, api.EXAMPLE_SEED)
-    console.print(f"{fleet}: {api.EXAMPLE_FLEET_SIZE:,} devices (seed {api.EXAMPLE_SEED})", markup=False)
+    api.generate_fleet_file(fleet, devices, api.EXAMPLE_SEED)
+    console.print(f"{fleet}: {devices:,} devices (seed {api.EXAMPLE_SEED})", markup=False)
     console.print(Rule("2. Plan the waves"))
     planned = api.make_plan(fleet, policy)
     api.write_plan(planned.plan, plan_path)

@@ -7,7 +7,7 @@ after the writes succeeded. The driver holds the rollout's lease for as long as 
 
 ``ROLLOUT_FAULT_KILL_AT=<step>:<n>`` (for the crash harness) kills the process with SIGKILL the
 n-th time it reaches a step boundary: ``before_intent``, ``after_intent``, ``after_backend``,
-``after_done``. ``ROLLOUT_UNSAFE_NO_INTENTS=1`` switches intents off (the harness's control run,
+``after_done`` (``rollout.faults``; ``ROLLOUT_FAULT_STOP_AT`` pauses it instead). ``ROLLOUT_UNSAFE_NO_INTENTS=1`` switches intents off (the harness's control run,
 which must find duplicate actions; never set it for a real rollout).
 """
 
@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rollout.backends import Backend
+from rollout.faults import FaultSwitch
 from rollout.engine import Call, Decision, Signals, Snapshot, decide
 from rollout.lease import Lease, acquire_lease, release_lease, renew_lease
 from rollout.model import DevicePhase, DeviceState, RolloutPhase, WavePhase, rollout_phase
-from rollout.recorder import ConflictError, Intent, apply_decision, finish_intent, open_intents, record_intent
-from rollout.store import SqliteStore
+from rollout.recorder import StepResult, apply_decision, finish_intent, open_intents, record_intent
+from rollout.store_api import ConflictError, Intent, StateStore
 
 Clock = Callable[[], dt.datetime]
 
@@ -48,27 +48,13 @@ class SimulatedClock:
         self.now = target
 
 
-def last_event_time(store: SqliteStore, rollout_id: str) -> dt.datetime:
-    row = store.db.execute("SELECT MAX(at) FROM events WHERE rollout_id=?", (rollout_id,)).fetchone()
-    return dt.datetime.fromisoformat(row[0])
-
-
-class _KillSwitch:
-    def __init__(self) -> None:
-        spec = os.environ.get("ROLLOUT_FAULT_KILL_AT", "")
-        step, _, count = spec.partition(":")
-        self.step, self.left = step, int(count or 0)
-
-    def __call__(self, step: str) -> None:
-        if self.step == step:
-            self.left -= 1
-            if self.left <= 0:
-                os.kill(os.getpid(), signal.SIGKILL)
+def last_event_time(store: StateStore, rollout_id: str) -> dt.datetime:
+    return store.last_event_time(rollout_id)
 
 
 @dataclass
 class Driver:
-    store: SqliteStore
+    store: StateStore
     rollout_id: str
     backend: Backend
     actor: str
@@ -79,8 +65,9 @@ class Driver:
     batch_size: int = 250
     batches_per_tick: int = 8
     notify: Callable[[str], None] = lambda message: None
+    progress: Callable[[str, str, int, int], None] | None = None  # (verb, wave, done, total) of a backend call
     lease: Lease | None = None
-    checkpoint: Callable[[str], None] = field(default_factory=_KillSwitch)
+    checkpoint: Callable[[str], None] = field(default_factory=FaultSwitch)
 
     def __post_init__(self) -> None:
         if os.environ.get("ROLLOUT_UNSAFE_NO_INTENTS") == "1":
@@ -134,8 +121,16 @@ class Driver:
             self._refresh(m.device_id for m in decision.device_moves)
         for message in decision.notices:
             self.notify(message)
+        budget_left: dict[int, int] = {}  # the error budget, as this tick's calls spend it
         for call in decision.calls:
-            self._execute(call, now)
+            if call.verb == "migrate" and call.max_errors is not None:
+                left = min(call.max_errors, budget_left.get(call.wave, call.max_errors))
+                if left < 0:
+                    continue  # spent: the engine fails the wave on the next tick
+                call = Call(call.verb, call.wave, call.device_ids, left)
+            results = self._execute(call, now)
+            if call.max_errors is not None:
+                budget_left[call.wave] = call.max_errors - sum(1 for r in results if not r.ok and not r.retriable)
         return decision
 
     def _signals(self, snap: Snapshot, now: dt.datetime) -> Signals:
@@ -144,11 +139,12 @@ class Driver:
             return Signals()
         devices = [self.inventory[d.device_id] for d in snap.devices.values()
                    if d.wave == active.index and d.migrated_at is not None]
-        return self.backend.read_signals(self.rollout_id, active.name, devices, now)
+        refs = {d.device_id: d.ref for d in snap.devices.values() if d.wave == active.index and d.ref}
+        return self.backend.read_signals(self.rollout_id, active.name, devices, now, refs=refs)
 
-    def _execute(self, call: Call, now: dt.datetime) -> None:
+    def _execute(self, call: Call, now: dt.datetime) -> list[StepResult]:
         assert self.lease is not None
-        intent = Intent(uuid.uuid4().hex, call.verb, call.wave, call.device_ids)
+        intent = Intent(uuid.uuid4().hex, call.verb, call.wave, call.device_ids, call.max_errors)
         self.checkpoint("before_intent")
         if self.use_intents:
             try:
@@ -156,15 +152,25 @@ class Driver:
             finally:
                 self._refresh(intent.device_ids)
         self.checkpoint("after_intent")
-        self._run(intent, now, recorded=self.use_intents)
+        return self._run(intent, now, recorded=self.use_intents)
 
-    def _run(self, intent: Intent, now: dt.datetime, *, recorded: bool) -> None:
+    def _run(self, intent: Intent, now: dt.datetime, *, recorded: bool, replay: bool = False) -> list[StepResult]:
         assert self.lease is not None
         wave = self.store.waves(self.rollout_id)[intent.wave].name
         devices = [self.inventory[d] for d in intent.device_ids]
         steps = self.store.steps_of(self.rollout_id, intent.device_ids)
-        act = self.backend.migrate if intent.verb == "migrate" else self.backend.revert
-        results = act(intent.op_id, wave, devices, steps, now)
+        known = self._device_states()
+        refs = {d: known[d].ref for d in intent.device_ids if d in known and known[d].ref}
+        progress = None
+        if self.progress is not None:
+            report = self.progress
+            progress = lambda done, total: report(intent.verb, wave, done, total)  # noqa: E731
+        if intent.verb == "migrate":
+            results = self.backend.migrate(intent.op_id, wave, devices, steps, now, max_errors=intent.max_errors,
+                                           replay=replay, refs=refs, progress=progress)
+        else:
+            results = self.backend.revert(intent.op_id, wave, devices, steps, now, replay=replay, refs=refs,
+                                          progress=progress)
         self.checkpoint("after_backend")
         try:
             finish_intent(self.store, self.rollout_id, self.lease.fence, intent, results, now, self.actor,
@@ -172,11 +178,12 @@ class Driver:
         finally:
             self._refresh(intent.device_ids)
         self.checkpoint("after_done")
+        return results
 
     def _reconcile(self, now: dt.datetime) -> None:
         """Finish the intents a killed driver left open, with their own operation ids."""
         for intent in open_intents(self.store, self.rollout_id):
-            self._run(intent, now, recorded=True)
+            self._run(intent, now, recorded=True, replay=True)
 
     def is_settled(self) -> bool:
         """Nothing left to do: completed, or halted with every rollback finished."""

@@ -31,6 +31,7 @@ The rules, in the order one tick applies them:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,11 +98,16 @@ class DeviceMove:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """A batch for the backend: ``migrate`` runs the migration steps, ``revert`` undoes them."""
+    """A batch for the backend: ``migrate`` runs the migration steps, ``revert`` undoes them.
+
+    ``max_errors`` (migrate): failed migrations the wave may still have before it fails; the
+    backend stops dispatching at the next one (SSM's MaxErrors), the driver across a tick's calls.
+    """
 
     verb: str
     wave: int
     device_ids: tuple[str, ...]
+    max_errors: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,8 +272,20 @@ def _dispatch(snap: Snapshot, wave: WaveState, by_wave: dict[int, list[DeviceSta
     if blockers:
         pending = [x for x in pending if not any(s.matches(snap.inventory[x]) for s in blockers)]
     limit = snap.batch_size * snap.batches_per_tick
+    left = migration_errors_left(wave, by_wave.get(wave.index, []))
     for start in range(0, min(len(pending), limit), snap.batch_size):
-        d.calls.append(Call("migrate", wave.index, tuple(pending[start:min(start + snap.batch_size, limit)])))
+        d.calls.append(Call("migrate", wave.index, tuple(pending[start:min(start + snap.batch_size, limit)]), left))
+
+
+def migration_errors_left(wave: WaveState, devices: Sequence[DeviceState]) -> int:
+    """How many more migrations of ``wave`` may fail before it exceeds its error budget.
+
+    The budget is ``floor(max_migration_failures x devices)``: 10 % of 50 devices is 5, so the 6th
+    failure fails the wave (``_on_applying``) and the backend stops dispatching at it.
+    """
+    spec = GateSpec.model_validate(wave.gates)
+    failed = sum(1 for x in devices if x.phase == D.FAILED and x.migrated_at is None)
+    return math.floor(spec.max_migration_failures * len(devices) + 1e-9) - failed
 
 
 def _on_applying(snap: Snapshot, wave: WaveState, by_wave: dict[int, list[DeviceState]], signals: Signals,

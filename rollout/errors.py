@@ -6,8 +6,13 @@
     |   +-- PolicyError           rollout policy file (lists every problem with its key path)
     |   +-- PlanFileError         a plan JSON file that cannot be read
     |   +-- InfeasiblePlanError   the policy's constraints cannot all be met by this fleet
+    |   +-- SiteContractError     a site's contract (SSM parameter, stack output, file) is missing or incomplete
     +-- NotFoundError             a device, wave or rollout named on the command line does not exist; exit 1
     +-- AwaitingHumanError        the rollout cannot go on without a person (approval, triage); exit 3
+    +-- AwsError                  AWS refused or failed a call (converted in one place: rollout.aws.calls); exit 1
+    |   +-- PermissionDeniedError AccessDenied: names the IAM action and the role to grant it to
+    |   +-- AwsUnavailableError   throttling or outages outlasted every retry and the backoff deadline
+    +-- ConflictError, StaleWriterError (rollout.store_api) a write lost a race or its lease; exit 1
 
 Only the CLI turns these into exit codes (see ``rollout.cli``); library code raises them and
 never calls ``sys.exit``. Every message ends with what to do next.
@@ -92,3 +97,23 @@ class AwaitingHumanError(RolloutError):
     """Nothing more can happen until a person acts: a wave waits for approval or triage."""
 
     exit_code = EXIT_AWAITING
+
+
+class SiteContractError(InputError):
+    """A site's contract cannot be read or lacks a key; the message names the site and the key."""
+
+
+class AwsError(RolloutError):
+    """AWS answered a call with an error the orchestrator does not handle itself."""
+
+    def __init__(self, message: str, *, code: str = "", action: str = "") -> None:
+        super().__init__(message)
+        self.code, self.action = code, action
+
+
+class PermissionDeniedError(AwsError):
+    """AWS denied an action: grant it to the orchestrator's role (see stacks/README.md)."""
+
+
+class AwsUnavailableError(AwsError):
+    """Throttling or service errors lasted past the retry deadline; nothing was lost, run again later."""

@@ -10,6 +10,7 @@ machine: only ``random.Random(seed)`` and fixed tables are used.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator, Sequence
 
@@ -64,6 +65,7 @@ GIVEN = ("翔", "陽菜", "蓮", "結衣", "大輝", "美咲", "健太", "さく
 GIVEN_ROMAJI = ("sho", "hina", "ren", "yui", "daiki", "misaki", "kenta", "sakura", "takumi", "ai")
 DOMAIN = "example.co.jp"
 EXTRA_COLUMNS = ("owner_name",)
+MANAGED_NODE_COLUMNS = EXTRA_COLUMNS + ("instance_id",)
 
 
 def _pick(rng: random.Random, weights: Sequence[float]) -> int:
@@ -81,15 +83,21 @@ DEPARTMENT_WEIGHTS = [row[1] for row in DEPARTMENTS]
 MODEL_WEIGHTS = [row[1] for row in MODELS]
 
 
-def iter_fleet(n: int, seed: int) -> Iterator[Device]:
-    """Yield ``n`` devices, deterministically from ``seed`` (see the module docstring)."""
+def iter_fleet(n: int, seed: int, *, managed_nodes: bool = False) -> Iterator[Device]:
+    """Yield ``n`` devices, deterministically from ``seed`` (see the module docstring). With
+    ``managed_nodes``, each has an ``instance_id``: its Systems Manager managed node (``mi-`` and
+    17 hex digits, derived from the device id), as an MDM export joined with SSM would carry."""
     rng = random.Random(seed)
     for i in range(1, n + 1):
-        yield _device(rng, i)
+        device = _device(rng, i)
+        if managed_nodes:
+            node = hashlib.blake2b(device.device_id.encode("ascii"), digest_size=9).hexdigest()[:17]
+            device = device._replace(attributes=(*device.attributes, ("instance_id", f"mi-{node}")))
+        yield device
 
 
-def generate_fleet(n: int, seed: int) -> list[Device]:
-    return list(iter_fleet(n, seed))
+def generate_fleet(n: int, seed: int, *, managed_nodes: bool = False) -> list[Device]:
+    return list(iter_fleet(n, seed, managed_nodes=managed_nodes))
 
 
 def _device(rng: random.Random, i: int) -> Device:

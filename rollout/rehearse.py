@@ -24,8 +24,10 @@ from rollout.backends.simulator import Scenario, Simulator
 from rollout.driver import Driver, SimulatedClock, last_event_time
 from rollout.inventory import Device
 from rollout.model import IssueStatus, RolloutPhase, WavePhase, rollout_phase
-from rollout.operations import add_issue, approve, set_issue, start_rollout
+from rollout.operations import add_issue, approve, set_backend, set_issue, start_rollout
 from rollout.store import SqliteStore
+from rollout.store_api import StateStore
+from rollout.backends.factory import open_backend, simulator_settings
 
 STARTER = "rehearsal-starter"
 TRIAGER = "rehearsal-pm"
@@ -45,9 +47,10 @@ class Rehearsal:
     waves: list[dict[str, Any]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     duplicates: int = 0
+    call_stats: Any = None  # the AWS backend's calls and retries (``rollout.aws.calls.CallStats``)
 
 
-def _act_as_people(store: SqliteStore, rollout_id: str, scenario: Scenario, now: dt.datetime) -> None:
+def _act_as_people(store: StateStore, rollout_id: str, scenario: Scenario, now: dt.datetime) -> None:
     status = store.status(rollout_id)
     waves = store.waves(rollout_id)
     approvals = store.approvals(rollout_id)
@@ -85,15 +88,21 @@ def rehearse(
     max_ticks: int = 5000,
     on_tick: Callable[[Rehearsal, Driver], None] = lambda r, d: None,
     notify: Callable[[str], None] = lambda message: None,
+    store: StateStore | None = None,
+    backend: Mapping[str, Any] | None = None,
 ) -> Rehearsal:
-    """Rehearse ``plan`` (a plan file's JSON) on the simulator; resumes if ``state`` holds it already."""
-    store = SqliteStore(state)
+    """Rehearse ``plan`` (a plan file's JSON); resumes if the store holds it already.
+
+    By default on the simulator, in the SQLite file ``state``; ``store`` and ``backend`` (settings
+    as ``rollout.backends.factory`` reads them) rehearse elsewhere, e.g. through the AWS code path.
+    """
+    store = store or SqliteStore(state)
     rollout_id = str(plan["rollout"])
     if rollout_id not in store.rollout_ids():
         start_rollout(store, rollout_id, plan, inventory, STARTER, True, start)
-        store.set_backend_settings(rollout_id, {"backend": "simulator", "scenario": scenario.model_dump(mode="json")},
-                                   STARTER, start)
-    simulator = Simulator(world_path(state), scenario)
+        set_backend(store, rollout_id, dict(backend or simulator_settings(scenario, world_path(state))), STARTER,
+                    start)
+    backend_used = open_backend(store, rollout_id, default_world=world_path(state))
     clock = SimulatedClock(last_event_time(store, rollout_id))
     result = Rehearsal(rollout_id, started=start)
 
@@ -102,7 +111,7 @@ def rehearse(
         notify(f"{clock().date()} {message}")
 
     try:
-        with Driver(store, rollout_id, simulator, "rehearsal-driver", clock, notify=collect) as driver:
+        with Driver(store, rollout_id, backend_used, "rehearsal-driver", clock, notify=collect) as driver:
             for _ in range(max_ticks):
                 _act_as_people(store, rollout_id, scenario, clock())
                 decision = driver.tick()
@@ -114,14 +123,15 @@ def rehearse(
         result.phase = rollout_phase(store.status(rollout_id), store.waves(rollout_id))
         result.ended = clock()
         result.waves = wave_summary(store, rollout_id)
-        result.duplicates = simulator.duplicate_actions()
+        result.duplicates = backend_used.duplicate_actions() if isinstance(backend_used, Simulator) else 0
+        result.call_stats = getattr(backend_used, "call_stats", None)
     finally:
-        simulator.close()
+        backend_used.close()
         store.close()
     return result
 
 
-def wave_summary(store: SqliteStore, rollout_id: str) -> list[dict[str, Any]]:
+def wave_summary(store: StateStore, rollout_id: str) -> list[dict[str, Any]]:
     devices = store.devices(rollout_id)
     counts: dict[int, Counter[str]] = {}
     for device in devices.values():
@@ -136,5 +146,5 @@ def wave_summary(store: SqliteStore, rollout_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def _index_of(store: SqliteStore, rollout_id: str, wave_name: str) -> int:
+def _index_of(store: StateStore, rollout_id: str, wave_name: str) -> int:
     return next(w.index for w in store.waves(rollout_id) if w.name == wave_name)

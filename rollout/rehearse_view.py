@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -15,12 +17,14 @@ from rollout.driver import Driver
 from rollout.model import DevicePhase
 from rollout.planfile import load_plan_file
 from rollout.rehearse import Rehearsal, rehearse
+from rollout.store_api import StateStore
 
 DONE = {DevicePhase.VERIFIED.value, DevicePhase.REVERTED.value, DevicePhase.HELD.value, DevicePhase.EXCLUDED.value}
 
 
 def run_rehearsal(plan_path: Path, inventory: Path, scenario: Path, state_path: Path,
-                  start_date: dt.datetime | None, console: Console) -> Rehearsal:
+                  start_date: dt.datetime | None, console: Console, *, store: StateStore | None = None,
+                  backend: Mapping[str, Any] | None = None) -> Rehearsal:
     plan = json.loads(plan_path.read_text(encoding="utf-8"))
     load_plan_file(plan_path)
     devices = api.load_inventory_for_plan(inventory, plan)
@@ -32,16 +36,16 @@ def run_rehearsal(plan_path: Path, inventory: Path, scenario: Path, state_path: 
         task = progress.add_task("rehearsing", total=total)
 
         def on_tick(r: Rehearsal, driver: Driver) -> None:
-            counts = driver.store.db.execute("SELECT phase, COUNT(*) FROM devices WHERE rollout_id=? GROUP BY phase",
-                                             (r.rollout_id,)).fetchall()
-            done = sum(n for phase, n in counts if phase in DONE)
+            counts = driver.store.device_counts(r.rollout_id)
+            done = sum(n for phase, n in counts.items() if phase.value in DONE)
             progress.update(task, completed=done, description=f"{driver.clock().date()} {driver.phase().value}")
 
         return rehearse(state_path, plan, devices, load_scenario(scenario), start=begin, on_tick=on_tick,
-                        notify=lambda m: console.print(m, markup=False, highlight=False))
+                        notify=lambda m: console.print(m, markup=False, highlight=False), store=store,
+                        backend=backend)
 
 
-def print_summary(result: Rehearsal, state_path: Path, console: Console) -> None:
+def print_summary(result: Rehearsal, state_path: Path | str, console: Console) -> None:
     console.print(f"Rehearsal of {result.rollout_id}: {result.phase.value.upper()} after {result.ticks} ticks, "
                   f"{result.started.date() if result.started else ''} to {result.ended.date() if result.ended else ''}; "
                   f"duplicate actions: {result.duplicates}", markup=False)
@@ -50,5 +54,6 @@ def print_summary(result: Rehearsal, state_path: Path, console: Console) -> None
         console.print(f"  {w['name']:<8} {w['phase']:<12} {devices}", markup=False, highlight=False)
         if w["verdict"] in ("fail", "inconclusive"):
             console.print(f"           gate {w['verdict']}: {'; '.join(w['reasons'])}", markup=False, highlight=False)
-    console.print(f"State: {state_path}. Inspect it with:\n  rollout status --state sqlite:{state_path}\n"
-                  f"  rollout audit verify --state sqlite:{state_path}", markup=False, highlight=False)
+    url = state_path if isinstance(state_path, str) else f"sqlite:{state_path}"
+    console.print(f"State: {url}. Inspect it with:\n  rollout status --state {url}\n"
+                  f"  rollout audit verify --state {url}", markup=False, highlight=False)

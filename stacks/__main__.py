@@ -32,7 +32,9 @@ site = config.site
 parameter_name = contract_parameter_name(site)
 
 identity = IdentityComponent(
-    site, IdentityArgs(site=site, site_kind=config.site_kind.value, identity_store_id=config.identity_store_id)
+    site,
+    IdentityArgs(site=site, site_kind=config.site_kind.value, identity_store_id=config.identity_store_id,
+                 identity_region=config.identity_center_region if config.identity_region != config.region else None),
 )
 endpoint = EndpointComponent(site, EndpointArgs(config=config))
 sase = SaseComponent(
@@ -63,6 +65,7 @@ contract_fields = {
     "site": site,
     "region": config.region,
     "identity_store_id": config.identity_store_id,
+    "identity_store_region": config.identity_region,
     "pilot_group_id": identity.pilot_group_id,
     "migrated_group_id": identity.migrated_group_id,
     "kitting_document_name": endpoint.kitting_document_name,

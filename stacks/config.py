@@ -77,6 +77,7 @@ class SiteConfig(_Model):
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     site_kind: SiteKind
     identity_store_id: str = Field(pattern=r"^d-[0-9a-f]{10}$")
+    identity_center_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     device_trust_provider: DeviceTrustProvider = DeviceTrustProvider.CROWDSTRIKE
     device_trust_tenant_id: str | None = None
     min_posture_score: int = Field(default=60, ge=1, le=100)
@@ -96,6 +97,11 @@ class SiteConfig(_Model):
     sign_in_failure_threshold: int = Field(default=25, ge=1)
     alarm_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
     orchestrator_principals: tuple[str, ...] = ()
+
+    @property
+    def identity_region(self) -> str:
+        """IAM Identity Center's home region, where the identity store and its groups live."""
+        return self.identity_center_region or self.region
 
     @model_validator(mode="after")
     def _check_consistency(self) -> SiteConfig:

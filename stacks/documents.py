@@ -99,7 +99,12 @@ def site_agents(config: SiteConfig) -> tuple[Agent, ...]:
 
 def _ssm_parameters() -> dict[str, str]:
     """SSM's own ``{{ name }}`` placeholders, passed through jinja untouched."""
-    return {name: "{{ " + name + " }}" for name in ("rolloutWave", "deviceId")}
+    return {name: "{{ " + name + " }}" for name in ("rolloutWave", "deviceMap")}
+
+
+def signin_portal_url(config: SiteConfig) -> str:
+    """The IAM Identity Center access portal of the site's identity store (its default address)."""
+    return f"https://{config.identity_store_id}.awsapps.com/start"
 
 
 def render_kitting_document(config: SiteConfig, *, checkin_table_name: str) -> str:
@@ -111,6 +116,8 @@ def render_kitting_document(config: SiteConfig, *, checkin_table_name: str) -> s
         failure_metric=KITTING_FAILURE_METRIC,
         closed_network=config.closed_network,
         breakout_bypass=";".join(config.local_breakout_domains) or "<local>",
+        signin_portal_url=signin_portal_url(config),
+        private_app_domains=[app.domain for app in config.private_apps],
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_aws
 from pulumi_aws import identitystore, verifiedaccess
 
 from .documents import USER_POLICY_REFERENCE
@@ -21,6 +22,7 @@ class IdentityArgs:
     site: str
     site_kind: str
     identity_store_id: str
+    identity_region: str | None = None  # IAM Identity Center's home region, when not the stack's
 
 
 class IdentityComponent(pulumi.ComponentResource):
@@ -33,19 +35,24 @@ class IdentityComponent(pulumi.ComponentResource):
     def __init__(self, name: str, args: IdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("zt-rollout:site:Identity", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        groups = child
+        if args.identity_region:
+            home = pulumi_aws.Provider(f"{name}-identity-center", region=args.identity_region,
+                                       opts=pulumi.ResourceOptions(parent=self))
+            groups = pulumi.ResourceOptions(parent=self, provider=home)
         pilot = identitystore.Group(
             f"{name}-pilot",
             identity_store_id=args.identity_store_id,
             display_name=f"zt-rollout-{args.site}-pilot",
             description=f"Pilot users of the zero-trust rollout at {args.site}; managed by the orchestrator.",
-            opts=child,
+            opts=groups,
         )
         migrated = identitystore.Group(
             f"{name}-migrated",
             identity_store_id=args.identity_store_id,
             display_name=f"zt-rollout-{args.site}-migrated",
             description=f"Users switched to zero-trust access at {args.site}; admitted by Verified Access.",
-            opts=child,
+            opts=groups,
         )
         provider = verifiedaccess.TrustProvider(
             f"{name}-users",

@@ -70,17 +70,21 @@ class Telemetry:
     alarms: list[AlarmState] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    def migrate(self, op_id: str, wave: str, devices: Sequence[Device], steps: Any, now: dt.datetime
-                ) -> list[StepResult]:
-        return self.sim.migrate(op_id, wave, devices, steps, now)
+    def migrate(self, op_id: str, wave: str, devices: Sequence[Device], steps: Any, now: dt.datetime,
+                **options: Any) -> list[StepResult]:
+        return self.sim.migrate(op_id, wave, devices, steps, now, **options)
 
-    def revert(self, op_id: str, wave: str, devices: Sequence[Device], steps: Any, now: dt.datetime
-               ) -> list[StepResult]:
-        return self.sim.revert(op_id, wave, devices, steps, now)
+    def revert(self, op_id: str, wave: str, devices: Sequence[Device], steps: Any, now: dt.datetime,
+               **options: Any) -> list[StepResult]:
+        return self.sim.revert(op_id, wave, devices, steps, now, **options)
 
-    def read_signals(self, rollout_id: str, wave: str, devices: Sequence[Device], now: dt.datetime) -> Signals:
-        got = self.sim.read_signals(rollout_id, wave, devices, now)
+    def read_signals(self, rollout_id: str, wave: str, devices: Sequence[Device], now: dt.datetime,
+                     **options: Any) -> Signals:
+        got = self.sim.read_signals(rollout_id, wave, devices, now, **options)
         return replace(got, alarms=(*got.alarms, *self.alarms), errors=(*got.errors, *self.errors))
+
+    def close(self) -> None:
+        self.sim.close()
 
 
 def make_plan() -> tuple[dict[str, Any], dict[str, Device]]:

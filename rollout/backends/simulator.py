@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rollout.engine import Signals
+from rollout.backends import NOT_DISPATCHED, Progress
 from rollout.errors import InputError
 from rollout.gates import HealthReport
 from rollout.inventory import Device
@@ -103,13 +104,11 @@ CREATE TABLE IF NOT EXISTS actions (op_id TEXT NOT NULL, device_id TEXT NOT NULL
 """
 
 
-class Simulator:
-    def __init__(self, world: str | Path, scenario: Scenario) -> None:
+class FaultOdds:
+    """The scenario's fault rules as odds: the chance that ``check`` fails on a device in a wave."""
+
+    def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        self.db = sqlite3.connect(world, isolation_level=None, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(WORLD_SCHEMA)
         self._faults = [(f, Selector.parse(f.selector) if f.selector else None) for f in scenario.faults]
 
     def failure_probability(self, device: Device, wave: str, check: str) -> float:
@@ -119,6 +118,16 @@ class Simulator:
                     (selector is None or selector.matches(device)):
                 ok *= 1.0 - fault.probability
         return 1.0 - ok
+
+
+class Simulator:
+    def __init__(self, world: str | Path, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.db = sqlite3.connect(world, isolation_level=None, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(WORLD_SCHEMA)
+        self.failure_probability = FaultOdds(scenario).failure_probability
 
     def _state(self, device_id: str) -> tuple[int, int, str | None]:
         row = self.db.execute("SELECT steps, generation, migrated_at FROM fleet WHERE device_id=?",
@@ -131,13 +140,22 @@ class Simulator:
                                               (op_id, device_id, verb))}
 
     def migrate(self, op_id: str, wave: str, devices: Sequence[Device], steps_done: Mapping[str, int],
-                now: dt.datetime) -> list[StepResult]:
+                now: dt.datetime, *, max_errors: int | None = None, replay: bool = False,
+                refs: Mapping[str, str] | None = None, progress: Progress | None = None) -> list[StepResult]:
         """Run the migration steps not yet done *by this operation*. A step another operation put in
         place is carried out again, as a real call with a new idempotency token would be: that is the
-        duplicate ``duplicate_actions`` counts. Replaying ``op_id`` after a crash changes nothing."""
+        duplicate ``duplicate_actions`` counts. Replaying ``op_id`` after a crash changes nothing.
+        Devices are taken in order; after failure ``max_errors + 1`` the rest is not dispatched."""
         out = []
+        failures = 0
         self.db.execute("BEGIN IMMEDIATE")
-        for device in devices:
+        for n, device in enumerate(devices):
+            if max_errors is not None and failures > max_errors:
+                out.append(StepResult(device.device_id, False, steps_done.get(device.device_id, 0), now,
+                                      NOT_DISPATCHED, retriable=True))
+                continue
+            if progress is not None:
+                progress(n, len(devices))
             steps, generation, migrated_at = self._state(device.device_id)
             mine = self._steps_by(op_id, device.device_id, "migrate")
             if len(mine) == len(MIGRATE_STEPS) and migrated_at:  # replayed after a crash: already done
@@ -156,6 +174,7 @@ class Simulator:
                                 (op_id, device.device_id, step, "migrate", generation))
                 steps |= 1 << bit
             ok = not error
+            failures += int(not ok)
             self.db.execute("INSERT INTO fleet VALUES (?,?,?,?,?) ON CONFLICT(device_id) DO UPDATE SET "
                             "steps=excluded.steps, wave=excluded.wave, migrated_at=excluded.migrated_at",
                             (device.device_id, steps, generation, wave, now.isoformat() if ok else None))
@@ -164,7 +183,8 @@ class Simulator:
         return out
 
     def revert(self, op_id: str, wave: str, devices: Sequence[Device], steps_done: Mapping[str, int],
-               now: dt.datetime) -> list[StepResult]:
+               now: dt.datetime, *, replay: bool = False, refs: Mapping[str, str] | None = None,
+               progress: Progress | None = None) -> list[StepResult]:
         """Undo the steps in place, access first, and start the device's next generation. Replaying
         ``op_id`` changes nothing; another operation on a device already reverted runs the undo of
         the previous generation's steps again (recorded under that generation: a duplicate)."""
@@ -194,7 +214,8 @@ class Simulator:
         self.db.execute("COMMIT")
         return out
 
-    def read_signals(self, rollout_id: str, wave: str, devices: Sequence[Device], now: dt.datetime) -> Signals:
+    def read_signals(self, rollout_id: str, wave: str, devices: Sequence[Device], now: dt.datetime, *,
+                     refs: Mapping[str, str] | None = None) -> Signals:
         reports: dict[str, HealthReport] = {}
         tickets: dict[str, int] = {}
         seed, delay = self.scenario.seed, self.scenario.checkin_delay

@@ -13,6 +13,7 @@ import yaml
 from moto import mock_aws
 
 from rollout.contract import (
+    CHECK_SIGNALS,
     CHECKIN_PARTITION_KEY,
     CHECKIN_SORT_KEY,
     CheckIn,
@@ -56,7 +57,7 @@ def test_moto_ssm_accepts_the_document(kind: str) -> None:
                             DocumentType="Command", DocumentFormat="YAML")
         described = ssm.describe_document(Name=f"zt-rollout-sendai-{kind}")["Document"]
         assert described["SchemaVersion"] == "2.2"
-        assert {p["Name"] for p in described["Parameters"]} == {"rolloutWave", "deviceId"}
+        assert {p["Name"] for p in described["Parameters"]} == {"rolloutWave", "deviceMap"}
 
 
 @pytest.mark.parametrize("kind", sorted(RENDERERS))
@@ -92,7 +93,8 @@ def test_every_placeholder_of_the_item_is_filled_on_the_device(kind: str) -> Non
     tokens = set(re.findall(r"@@([A-Z_]+)@@", item_template(script)))
     replaced = set(re.findall(r"\.Replace\('@@([A-Z_]+)@@'", script))
     assert tokens == replaced
-    assert "'{{ rolloutWave }}'" in script and "'{{ deviceId }}'" in script
+    assert "'{{ rolloutWave }}'" in script and "'{{ deviceMap }}'" in script
+    assert "$env:AWS_SSM_INSTANCE_ID" in script, "each node finds its own device id in the map"
 
 
 @pytest.mark.parametrize(("kind", "status", "failed"), [
@@ -128,8 +130,22 @@ def test_check_in_item_round_trips_through_dynamodb_into_the_orchestrators_model
 
 def test_failed_checks_name_checks_the_kitting_document_runs() -> None:
     document = render("kitting")
-    for check in ("ztna_agent_running", "edr_agent_running", "disk_encrypted"):
+    for check in ("ztna_agent_running", "edr_agent_running", "disk_encrypted", "signin_portal_reachable",
+                  "private_apps_reachable"):
         assert f"'{check}'" in document
+    assert set(CHECK_SIGNALS) == {"kitting", "signin", "ztna", "app"}
+    for names in CHECK_SIGNALS.values():  # every check the gates read is one the document runs
+        for name in names:
+            assert f"'{name}'" in document
+
+
+def test_the_device_map_pattern_takes_fifty_pairs_and_no_more() -> None:
+    pattern = yaml.safe_load(render("kitting"))["parameters"]["deviceMap"]["allowedPattern"]
+    pairs = [f"mi-{i:017x}=D{i:07d}" for i in range(51)]
+    assert re.fullmatch(pattern, ",".join(pairs[:50]))
+    assert re.fullmatch(pattern, pairs[0])
+    assert not re.fullmatch(pattern, ",".join(pairs))
+    assert not re.fullmatch(pattern, "mi-1=D1;rm -rf /")
 
 
 def test_rollback_restores_the_sites_legacy_proxy_and_vpn() -> None:
