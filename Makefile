@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-dev lint typecheck clean
+.PHONY: demo test install install-dev lint typecheck browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,17 @@ demo: install
 typecheck: install-dev
 	$(BIN)/mypy
 
-test: install-dev typecheck
+# Headless Chromium (Debian's package) and a Japanese font, for the tests that open the HTML report in
+# a browser; installed only when missing (sudo when not root).
+BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@for b in $(BROWSERS); do command -v $$b >/dev/null 2>&1 && exit 0; done; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
+	@fc-list :lang=ja 2>/dev/null | grep -q . || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-ipafont-gothic; }
+
+test: install-dev typecheck browser
 	$(BIN)/python -m pytest
 
 clean:

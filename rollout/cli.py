@@ -17,9 +17,11 @@ from rich.console import Console
 
 from rollout import api
 from rollout.cli_rollout import register
+from rollout.cli_report import register as register_report
 from rollout.demo import run_demo
 from rollout.diff import diff_to_json
 from rollout.errors import RolloutError
+from rollout.logs import configure as configure_logging
 from rollout.planfile import plan_to_json
 from rollout.policy import load_policy
 from rollout.render import diff_markdown, diff_table, explanation_text, plan_markdown, plan_table
@@ -77,8 +79,11 @@ def _planned(inventory: Path, policy: Path, encoding: str | None) -> api.Planned
 
 @click.group(cls=RolloutGroup)
 @click.version_option(package_name="zt-rollout")
-def cli() -> None:
+@click.option("--debug", is_flag=True, envvar="ROLLOUT_DEBUG",
+              help="Debug lines on stderr: each AWS call's API, outcome and time (never parameters or credentials).")
+def cli(debug: bool) -> None:
     """Stage a device fleet's move to zero trust in waves."""
+    configure_logging(debug)
 
 
 @cli.group(cls=RolloutGroup, invoke_without_command=True)
@@ -178,21 +183,32 @@ def fleet() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="CSV, or JSON / JSON Lines by suffix (.json, .jsonl).")
 @click.option("--encoding", default="utf-8", show_default=True, help="utf-8, utf-8-sig or cp932.")
-def fleet_generate(devices: int, seed: int, out: Path, encoding: str) -> None:
+@click.option("--managed-nodes", is_flag=True, help="Add each device's instance_id (its SSM managed node).")
+def fleet_generate(devices: int, seed: int, out: Path, encoding: str, managed_nodes: bool) -> None:
     """Write a realistic inventory of DEVICES devices; the same seed gives the same file."""
-    api.generate_fleet_file(out, devices, seed, encoding=encoding)
+    api.generate_fleet_file(out, devices, seed, encoding=encoding, managed_nodes=managed_nodes)
     _note(f"Wrote {out}: {devices:,} devices, seed {seed}, encoding {encoding}.")
 
 
 @cli.command()
 @click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path(".rollout/demo"), show_default=True, help="Where the demo writes its files.")
-def demo(workdir: Path) -> None:
+@click.option("--aws-local", is_flag=True,
+              help="Run it through the real AWS code path against AWS emulated on 127.0.0.1 (needs the aws-local extra).")
+@click.option("--devices", type=click.IntRange(60, 100_000), default=None,
+              help="Fleet size (default: 10,000; 2,000 with --aws-local).")
+def demo(workdir: Path, aws_local: bool, devices: int | None) -> None:
     """The main job on embedded defaults: generate the example fleet, plan it, rehearse it."""
-    run_demo(workdir, _stdout())
+    if aws_local:
+        from rollout.demo_aws import run_aws_demo
+
+        run_aws_demo(workdir / "aws-local", _stdout(), devices or 2000)
+    else:
+        run_demo(workdir, _stdout(), devices or api.EXAMPLE_FLEET_SIZE)
 
 
 register(cli)
+register_report(cli)
 
 
 def main() -> None:
