@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-dev lint typecheck browser clean
+.PHONY: demo demo-aws test install install-dev lint typecheck browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,19 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[stacks,dev]"
 	touch $(VENV)/.installed $@
 
+# The runtime plus moto, for the demo through the AWS code path against AWS emulated on loopback.
+$(VENV)/.installed-aws-local: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[aws-local]"
+	touch $(VENV)/.installed $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
 	$(BIN)/rollout demo
+
+demo-aws: $(VENV)/.installed-aws-local
+	$(BIN)/rollout demo --aws-local
 
 typecheck: install-dev
 	$(BIN)/mypy

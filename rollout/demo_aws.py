@@ -11,8 +11,9 @@ moto's own state, the commands and membership changes: none may be duplicated.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.rule import Rule
@@ -21,8 +22,12 @@ from rich.table import Table
 from rollout import api
 from rollout.backends.factory import aws_settings
 from rollout.backends.simulator import load_scenario
+from rollout.contract import SiteContract
 from rollout.rehearse import Rehearsal
 from rollout.rehearse_view import print_summary, run_rehearsal
+
+if TYPE_CHECKING:
+    from rollout.awslocal.audit import Mutations
 
 STATE_TABLE = "zt-rollout-state"
 # moto has no rate limits, and a rehearsal compresses months: the per-tick reads may go faster
@@ -74,21 +79,18 @@ def run_aws_demo(workdir: Path, console: Console, devices: int) -> Rehearsal:
         return result
 
 
-def _sites_table(contracts: dict[str, object]) -> Table:
+def _sites_table(contracts: Mapping[str, SiteContract]) -> Table:
     table = Table("site", "region", "migrated group", "kitting document", "check-in table", "role")
-    for site, contract in contracts.items():
-        c = json.loads(contract.model_dump_json())  # type: ignore[attr-defined]
-        table.add_row(site, c["region"], c["migrated_group_id"][:13] + "...", c["kitting_document_name"],
-                      c["checkin_table_name"], c["orchestrator_role_arn"].rsplit("/", 1)[-1])
+    for site, c in contracts.items():
+        table.add_row(site, c.region, c.migrated_group_id[:13] + "...", c.kitting_document_name, c.checkin_table_name,
+                      c.orchestrator_role_arn.rsplit("/", 1)[-1])
     return table
 
 
-def _print_mutations(console: Console, seen: object, contracts: dict[str, object], result: Rehearsal) -> None:
-    from rollout.awslocal.audit import Mutations
-
-    assert isinstance(seen, Mutations)
-    kitting = sum(seen.count(c.kitting_document_name) for c in contracts.values())  # type: ignore[attr-defined]
-    rollback = sum(seen.count(c.rollback_document_name) for c in contracts.values())  # type: ignore[attr-defined]
+def _print_mutations(console: Console, seen: Mutations, contracts: Mapping[str, SiteContract],
+                     result: Rehearsal) -> None:
+    kitting = sum(seen.count(c.kitting_document_name) for c in contracts.values())
+    rollback = sum(seen.count(c.rollback_document_name) for c in contracts.values())
     members = sum(len(users) for users in seen.members.values())
     joins = sum(1 for verb, _, _ in seen.membership_changes if verb == "create")
     console.print(f"kitting runs {kitting:,}, rollback runs {rollback:,}; users in the migrated groups now {members:,} "

@@ -21,16 +21,14 @@ from rollout.errors import AwaitingHumanError
 from rollout.inventory import Device
 from rollout.lease import DEFAULT_TTL
 from rollout.model import RolloutPhase
-from rollout.operations import set_backend, start_rollout
+from rollout.operations import start_rollout
 from rollout.store_api import StateStore
 
 
 def begin_rollout(store: StateStore, plan: Mapping[str, Any], devices: Mapping[str, Device], actor: str,
                   separation_of_duties: bool, backend: Mapping[str, Any], now: dt.datetime) -> None:
-    """Record the rollout, then the backend that drives it."""
-    rollout_id = str(plan["rollout"])
-    start_rollout(store, rollout_id, plan, devices, actor, separation_of_duties, now)
-    set_backend(store, rollout_id, dict(backend), actor, now)
+    """Record the rollout and the backend that drives it, together."""
+    start_rollout(store, str(plan["rollout"]), plan, devices, actor, separation_of_duties, now, backend)
 
 
 @dataclass(frozen=True)

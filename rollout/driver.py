@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rollout.backends import Backend
@@ -26,7 +28,7 @@ from rollout.engine import Call, Decision, Signals, Snapshot, decide
 from rollout.lease import Lease, acquire_lease, release_lease, renew_lease
 from rollout.model import DevicePhase, DeviceState, RolloutPhase, WavePhase, rollout_phase
 from rollout.recorder import StepResult, apply_decision, finish_intent, open_intents, record_intent
-from rollout.store_api import ConflictError, Intent, StateStore
+from rollout.store_api import ConflictError, Intent, StaleWriterError, StateStore
 
 Clock = Callable[[], dt.datetime]
 
@@ -128,7 +130,11 @@ class Driver:
                 if left < 0:
                     continue  # spent: the engine fails the wave on the next tick
                 call = Call(call.verb, call.wave, call.device_ids, left)
-            results = self._execute(call, now)
+            try:
+                results = self._execute(call, now)
+            except ConflictError as err:  # a person halted or rolled back the wave since the decision
+                self.notify(f"stopped dispatching: {err}")
+                break
             if call.max_errors is not None:
                 budget_left[call.wave] = call.max_errors - sum(1 for r in results if not r.ok and not r.retriable)
         return decision
@@ -165,12 +171,16 @@ class Driver:
         if self.progress is not None:
             report = self.progress
             progress = lambda done, total: report(intent.verb, wave, done, total)  # noqa: E731
-        if intent.verb == "migrate":
-            results = self.backend.migrate(intent.op_id, wave, devices, steps, now, max_errors=intent.max_errors,
-                                           replay=replay, refs=refs, progress=progress)
-        else:
-            results = self.backend.revert(intent.op_id, wave, devices, steps, now, replay=replay, refs=refs,
-                                          progress=progress)
+        with self._heartbeat() as lost:
+            if intent.verb == "migrate":
+                results = self.backend.migrate(intent.op_id, wave, devices, steps, now, max_errors=intent.max_errors,
+                                               replay=replay, refs=refs, progress=progress, abort=lost.is_set)
+            else:
+                keep = {self.inventory[d].user for d, state in known.items()
+                        if state.phase.is_on_zero_trust and state.phase != DevicePhase.REVERTING
+                        and d not in set(intent.device_ids)}
+                results = self.backend.revert(intent.op_id, wave, devices, steps, now, replay=replay, refs=refs,
+                                              progress=progress, abort=lost.is_set, keep_access=keep)
         self.checkpoint("after_backend")
         try:
             finish_intent(self.store, self.rollout_id, self.lease.fence, intent, results, now, self.actor,
@@ -179,6 +189,29 @@ class Driver:
             self._refresh(intent.device_ids)
         self.checkpoint("after_done")
         return results
+
+    @contextmanager
+    def _heartbeat(self) -> Iterator[threading.Event]:
+        """Keep the lease while a backend call runs (renewed every third of its time to live); the
+        event is set if the lease was lost, and the backend stops sending anything more."""
+        lost, done = threading.Event(), threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.lease_ttl / 3):
+                assert self.lease is not None
+                try:
+                    self.lease = renew_lease(self.store, self.lease, self.wall(), self.lease_ttl)
+                except StaleWriterError:
+                    lost.set()
+                    return
+
+        thread = threading.Thread(target=beat, name="zt-lease", daemon=True)
+        thread.start()
+        try:
+            yield lost
+        finally:
+            done.set()
+            thread.join()
 
     def _reconcile(self, now: dt.datetime) -> None:
         """Finish the intents a killed driver left open, with their own operation ids."""

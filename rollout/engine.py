@@ -283,9 +283,13 @@ def migration_errors_left(wave: WaveState, devices: Sequence[DeviceState]) -> in
     The budget is ``floor(max_migration_failures x devices)``: 10 % of 50 devices is 5, so the 6th
     failure fails the wave (``_on_applying``) and the backend stops dispatching at it.
     """
-    spec = GateSpec.model_validate(wave.gates)
     failed = sum(1 for x in devices if x.phase == D.FAILED and x.migrated_at is None)
-    return math.floor(spec.max_migration_failures * len(devices) + 1e-9) - failed
+    return migration_error_budget(GateSpec.model_validate(wave.gates), len(devices)) - failed
+
+
+def migration_error_budget(spec: GateSpec, devices: int) -> int:
+    """``floor(max_migration_failures x devices)``, robust to float error (29 % of 100 is 29)."""
+    return math.floor(round(spec.max_migration_failures * devices, 9))
 
 
 def _on_applying(snap: Snapshot, wave: WaveState, by_wave: dict[int, list[DeviceState]], signals: Signals,
@@ -294,7 +298,7 @@ def _on_applying(snap: Snapshot, wave: WaveState, by_wave: dict[int, list[Device
     spec = GateSpec.model_validate(wave.gates)
     attempted = [x for x in devices if x.migrated_at is not None or x.phase == D.FAILED]
     failed = sum(1 for x in attempted if x.phase == D.FAILED and x.migrated_at is None)
-    if attempted and failed > spec.max_migration_failures * len(devices):
+    if attempted and failed > migration_error_budget(spec, len(devices)):
         d.move_wave(wave, W.FAILED, f"{failed} of {len(attempted)} migrations failed, more than the budget of "
                                     f"{spec.max_migration_failures:.0%} of the wave's {len(devices)} devices")
         d.status.update(halted=True, halt_reason=f"wave {wave.name} exceeded its migration error budget")

@@ -12,6 +12,7 @@
     +-- AwsError                  AWS refused or failed a call (converted in one place: rollout.aws.calls); exit 1
     |   +-- PermissionDeniedError AccessDenied: names the IAM action and the role to grant it to
     |   +-- AwsUnavailableError   throttling or outages outlasted every retry and the backoff deadline
+    +-- StateStoreError           the state store failed a read or a write (DynamoDB); nothing half-written; exit 1
     +-- ConflictError, StaleWriterError (rollout.store_api) a write lost a race or its lease; exit 1
 
 Only the CLI turns these into exit codes (see ``rollout.cli``); library code raises them and
@@ -117,3 +118,7 @@ class PermissionDeniedError(AwsError):
 
 class AwsUnavailableError(AwsError):
     """Throttling or service errors lasted past the retry deadline; nothing was lost, run again later."""
+
+
+class StateStoreError(RolloutError):
+    """The state store could not read or write; a write that failed left nothing half-done."""

@@ -28,8 +28,10 @@ from rollout.store_api import Changes, RowChange, StateStore, TxView
 
 
 def start_rollout(store: StateStore, rollout_id: str, plan: Mapping[str, Any], inventory: Mapping[str, Device],
-                  started_by: str, separation_of_duties: bool, now: dt.datetime) -> None:
-    """Record a new rollout from a plan file's JSON and the inventory it was made from."""
+                  started_by: str, separation_of_duties: bool, now: dt.datetime,
+                  backend: Mapping[str, Any] | None = None) -> None:
+    """Record a new rollout from a plan file's JSON and the inventory it was made from, and (in the
+    same transaction) the backend that drives it."""
     waves = [WaveState(w["index"], w["name"], w["hash"], WavePhase.PLANNED, now, tuple(w["approvals"]),
                        w["bake_seconds"], w.get("gates") or {}, w["canary"]) for w in plan["waves"]]
     devices: list[DeviceState] = []
@@ -40,7 +42,8 @@ def start_rollout(store: StateStore, rollout_id: str, plan: Mapping[str, Any], i
         raise InputError(f"the plan names {len(missing)} devices that are not in the inventory (first: {missing[0]}); "
                          "start with the inventory the plan was made from.")
     status = RolloutStatus(rollout_id, plan["plan_hash"], started_by, now, separation_of_duties)
-    store.create_rollout(status, waves, devices, [inventory[d.device_id] for d in devices], dict(plan), now)
+    store.create_rollout(status, waves, devices, [inventory[d.device_id] for d in devices], dict(plan), now,
+                         backend=dict(backend) if backend is not None else None)
 
 
 def set_backend(store: StateStore, rollout_id: str, settings: dict[str, Any], actor: str, now: dt.datetime) -> None:

@@ -167,3 +167,22 @@ def orchestrator_policy(site: SiteResources, grants: Iterable[Grant] = ORCHESTRA
             statement["Condition"] = condition
         statements.append(statement)
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+#: The team state store (``--state dynamodb://TABLE``): what every operator and driver needs on the
+#: table, and what ``rollout state init`` needs once to create it. Not per site: one table for all.
+STATE_STORE_ACTIONS: Final[tuple[str, ...]] = (
+    "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+    "dynamodb:Query", "dynamodb:BatchWriteItem",
+)
+STATE_STORE_INIT_ACTIONS: Final[tuple[str, ...]] = ("dynamodb:CreateTable", "dynamodb:UpdateContinuousBackups",
+                                                   "dynamodb:TagResource")
+#: What the operator's own identity needs to act as each site's orchestrator role.
+OPERATOR_ACTIONS: Final[tuple[str, ...]] = ("sts:AssumeRole",)
+
+
+def state_store_policy(table_arn: str, *, init: bool = False) -> dict[str, Any]:
+    """The IAM policy for the state table ``table_arn`` (with ``init``: may create it too)."""
+    actions = STATE_STORE_ACTIONS + (STATE_STORE_INIT_ACTIONS if init else ())
+    return {"Version": "2012-10-17", "Statement": [{"Sid": "ZtRolloutStateStore", "Effect": "Allow",
+                                                    "Action": sorted(actions), "Resource": [table_arn]}]}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollout.engine import Decision
-from rollout.model import DevicePhase, Issue, IssueStatus, Severity, check_device_move
+from rollout.model import DevicePhase, Issue, IssueStatus, Severity, WavePhase, check_device_move
 from rollout.store_api import Changes, ConflictError, Fence, Intent, RowChange, StateStore, TxView
 
 __all__ = ["ConflictError", "Intent", "StepResult", "apply_decision", "finish_intent", "issue_changes",
@@ -93,9 +93,15 @@ def issue_changes(ch: Changes, issue_id: int, title: str, selector: str, severit
 
 def record_intent(store: StateStore, rollout_id: str, fence: Fence | None, intent: Intent, now: dt.datetime,
                   actor: str) -> None:
-    """Before a backend call: the intent, and for a migration its devices pending -> migrating."""
+    """Before a backend call: the intent, and for a migration its devices pending -> migrating.
+
+    A migration is refused (ConflictError, nothing written) once the rollout was halted or its wave
+    left ``applying`` since the tick decided it: a person's rollback wins over a batch not yet sent."""
 
     def build(view: TxView) -> Changes:
+        if intent.verb == "migrate" and (view.status().halted or view.wave_phase(intent.wave) != WavePhase.APPLYING):
+            raise ConflictError(f"wave {intent.wave} is no longer applying (or the rollout was halted): its next "
+                                "batch is not sent")
         ch = Changes(new_intents=[(intent, now)])
         if intent.verb == "migrate":
             for device_id in intent.device_ids:

@@ -24,7 +24,7 @@ from rollout.backends.simulator import Scenario, Simulator
 from rollout.driver import Driver, SimulatedClock, last_event_time
 from rollout.inventory import Device
 from rollout.model import IssueStatus, RolloutPhase, WavePhase, rollout_phase
-from rollout.operations import add_issue, approve, set_backend, set_issue, start_rollout
+from rollout.operations import add_issue, approve, set_issue, start_rollout
 from rollout.store import SqliteStore
 from rollout.store_api import StateStore
 from rollout.backends.factory import open_backend, simulator_settings
@@ -90,6 +90,7 @@ def rehearse(
     notify: Callable[[str], None] = lambda message: None,
     store: StateStore | None = None,
     backend: Mapping[str, Any] | None = None,
+    session_factory: Any = None,
 ) -> Rehearsal:
     """Rehearse ``plan`` (a plan file's JSON); resumes if the store holds it already.
 
@@ -99,10 +100,9 @@ def rehearse(
     store = store or SqliteStore(state)
     rollout_id = str(plan["rollout"])
     if rollout_id not in store.rollout_ids():
-        start_rollout(store, rollout_id, plan, inventory, STARTER, True, start)
-        set_backend(store, rollout_id, dict(backend or simulator_settings(scenario, world_path(state))), STARTER,
-                    start)
-    backend_used = open_backend(store, rollout_id, default_world=world_path(state))
+        start_rollout(store, rollout_id, plan, inventory, STARTER, True, start,
+                      backend or simulator_settings(scenario, world_path(state)))
+    backend_used = open_backend(store, rollout_id, default_world=world_path(state), session_factory=session_factory)
     clock = SimulatedClock(last_event_time(store, rollout_id))
     result = Rehearsal(rollout_id, started=start)
 

@@ -166,15 +166,22 @@ class SqliteStore:
             yield Event(r["seq"], r["at"], r["actor"], r["kind"], json.loads(r["data"]), r["prev_hash"], r["hash"])
 
     def verify_audit(self, rollout_id: str) -> AuditReport:
-        head = self._rollout_row(rollout_id)
-        return verify_chain(self.events(rollout_id), head["event_count"], head["head_hash"])
+        """Head and log from one read snapshot, so a write landing meanwhile is no false alarm."""
+        self.db.execute("BEGIN")
+        try:
+            head = self._rollout_row(rollout_id)
+            events = list(self.events(rollout_id))
+        finally:
+            self.db.execute("COMMIT")
+        return verify_chain(events, head["event_count"], head["head_hash"])
 
     # -- rollouts -----------------------------------------------------------------------------
 
     def create_rollout(self, status: RolloutStatus, waves: Sequence[WaveState], devices: Sequence[DeviceState],
                        inventory: Sequence[Device], plan: dict[str, Any], now: dt.datetime, *,
-                       log: bool = True) -> None:
-        """Record a new rollout and its ``rollout.started`` event (``log=False``: no event, for imports)."""
+                       backend: dict[str, Any] | None = None, log: bool = True) -> None:
+        """Record a new rollout, how it is driven, and its ``rollout.started`` (and ``rollout.backend``)
+        events, in one transaction (``log=False``: no event, for imports)."""
         with self.write() as db:
             if db.execute("SELECT 1 FROM rollouts WHERE id=?", (status.rollout_id,)).fetchone():
                 raise InputError(f"rollout {status.rollout_id!r} already exists in {self.path}; "
@@ -194,9 +201,13 @@ class SqliteStore:
                 "INSERT INTO devices (rollout_id, device_id, wave, phase, phase_since, attrs) VALUES (?,?,?,?,?,?)",
                 [(status.rollout_id, d.device_id, d.wave, d.phase.value, iso(d.phase_since),
                   json.dumps(inv.to_record(), ensure_ascii=False)) for d, inv in zip(devices, inventory)])
+            if backend is not None:
+                db.execute("UPDATE rollouts SET backend=? WHERE id=?", (json.dumps(backend), status.rollout_id))
             if log:
                 self.append_event(db, status.rollout_id, now, status.started_by, "rollout.started",
                                   {"plan_hash": status.plan_hash, "waves": len(waves), "devices": len(devices)})
+                if backend is not None:
+                    self.append_event(db, status.rollout_id, now, status.started_by, "rollout.backend", backend)
 
     def rollout_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM rollouts ORDER BY started_at")]

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from rollout.audit import AuditReport, Event
 from rollout.errors import RolloutError
 from rollout.inventory import Device
-from rollout.model import Approval, DevicePhase, DeviceState, Issue, RolloutStatus, WaveState
+from rollout.model import Approval, DevicePhase, DeviceState, Issue, RolloutStatus, WavePhase, WaveState
 
 
 class StaleWriterError(RolloutError):
@@ -128,6 +128,8 @@ class TxView(Protocol):
 
     def next_issue_id(self) -> int: ...
 
+    def wave_phase(self, index: int) -> WavePhase: ...
+
 
 Build = Callable[[TxView], Changes]
 
@@ -159,7 +161,8 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
     def create_rollout(self, status: RolloutStatus, waves: Sequence[WaveState], devices: Sequence[DeviceState],
-                       inventory: Sequence[Device], plan: dict[str, Any], now: dt.datetime) -> None: ...
+                       inventory: Sequence[Device], plan: dict[str, Any], now: dt.datetime, *,
+                       backend: dict[str, Any] | None = None) -> None: ...
 
     def transact(self, rollout_id: str, build: Build, fence: Fence | None = None) -> Changes: ...
 

@@ -43,7 +43,7 @@ from rollout.audit import AuditReport, Event, verify_chain
 from rollout.dynamo_items import blob_value, from_item, query_all
 from rollout.errors import InputError, NotFoundError
 from rollout.inventory import Device, parse_record
-from rollout.model import Approval, DevicePhase, DeviceState, Issue, RolloutStatus, WaveState
+from rollout.model import Approval, DevicePhase, DeviceState, Issue, RolloutStatus, WavePhase, WaveState
 from rollout.store_api import Build, Changes, ConflictError, Fence, Intent, LeaseRow, RolloutDump, StaleWriterError
 from rollout.store_dynamo_commit import plan_commit
 from rollout.store_dynamo_io import (
@@ -53,6 +53,7 @@ from rollout.store_dynamo_io import (
     export_rollout,
     import_rollout,
     materialize,
+    new_nonce,
     read_records,
     unpack,
     write_commit,
@@ -114,6 +115,11 @@ class DynamoView:
 
     def next_issue_id(self) -> int:
         return int(self.replica.head.get("issue_max") or 0) + 1
+
+    def wave_phase(self, index: int) -> WavePhase:
+        if index not in self.replica.waves:
+            raise NotFoundError(f"rollout {self.rollout_id} has no wave {index}")
+        return WavePhase(self.replica.waves[index]["phase"])
 
 
 def lease_of(head: dict[str, Any]) -> LeaseRow | None:
@@ -204,7 +210,13 @@ class DynamoStore:
                 for device_id, row in rows.items():
                     replica.devices[device_id] = {**row, "_v": int(item["_v"])}
                 replica.buckets[bucket] = sorted(rows)
-        return replica
+        while True:  # a commit that landed while the rows were read: catch up from its record
+            now = self.head(rollout_id)
+            if int(now["seq"]) == replica.seq:
+                return replica
+            for record in read_records(self, rollout_id, now, replica.seq + 1):
+                apply_record(replica, record)
+            replica.seq, replica.head = int(now["seq"]), now
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -214,23 +226,24 @@ class DynamoStore:
             if attempt:
                 self._heads.pop(rollout_id, None)  # lost a race: read HEAD again
             replica = self.replica(rollout_id)
-            changes = build(DynamoView(rollout_id, replica))
-            if fence is not None:
+            if fence is not None:  # as SQLite does: a stale driver hears so before anything else
                 self._check_fence(rollout_id, replica.head, fence)
+            changes = build(DynamoView(rollout_id, replica))
             plan = plan_commit(rollout_id, replica, changes, approval_key)
             if plan.empty:
                 return changes
             if plan.record is not None:
                 plan.record["prev_nonce"] = replica.head.get("nonce") or ""
+                plan.head["nonce"] = new_nonce()
             expected = replica.seq if plan.record is not None else None
             if write_commit(self, rollout_id, plan.seq, plan.head, plan.removed, plan.record, expected, fence):
+                replica.head.update(plan.head)  # before anything below can fail: HEAD has moved
+                for name in plan.removed:
+                    replica.head.pop(name, None)
                 if plan.record is not None:
                     apply_record(replica, plan.record)
                     replica.seq = plan.seq
                     materialize(self, rollout_id, plan.record, int(replica.head["buckets"]), replica.bucket_rows)
-                replica.head.update(plan.head)
-                for name in plan.removed:
-                    replica.head.pop(name, None)
                 return changes
             if fence is not None:
                 self._check_fence(rollout_id, self.head(rollout_id), fence)
@@ -246,8 +259,9 @@ class DynamoStore:
                                    f"valid; it is now held by {holder}. Nothing was written; stop this driver.")
 
     def create_rollout(self, status: RolloutStatus, waves: Sequence[WaveState], devices: Sequence[DeviceState],
-                       inventory: Sequence[Device], plan: dict[str, Any], now: dt.datetime) -> None:
-        create(self, status, list(waves), list(devices), list(inventory), plan, now)
+                       inventory: Sequence[Device], plan: dict[str, Any], now: dt.datetime, *,
+                       backend: dict[str, Any] | None = None) -> None:
+        create(self, status, list(waves), list(devices), list(inventory), plan, now, backend)
 
     def export_rollout(self, rollout_id: str) -> RolloutDump:
         return export_rollout(self, rollout_id)
@@ -336,8 +350,10 @@ class DynamoStore:
         return json.loads(self.replica(rollout_id).head.get("backend") or "{}")  # type: ignore[no-any-return]
 
     def events(self, rollout_id: str) -> Iterator[Event]:
-        self.replica(rollout_id)
-        for item in query_all(self.client, self.table, self.pk(rollout_id), "EVENT#"):
+        """The audit log up to the head this store sees (an event being appended is not half-read)."""
+        count = int(self.replica(rollout_id).head["event_count"])
+        for item in query_all(self.client, self.table, self.pk(rollout_id),
+                              between=(f"EVENT#{1:09d}", f"EVENT#{count:09d}")):
             row = unpack(item)
             yield Event(int(row["seq"]), row["at"], row["actor"], row["kind"], json.loads(row["data"]),
                         row["prev_hash"], row["hash"])
@@ -347,8 +363,16 @@ class DynamoStore:
         return int(head["event_count"]), str(head["head_hash"])
 
     def verify_audit(self, rollout_id: str) -> AuditReport:
+        """The chain up to HEAD, read fresh; an event past HEAD (written outside zt-rollout) breaks it too."""
+        self._heads.pop(rollout_id, None)
         count, head_hash = self.audit_head(rollout_id)
-        return verify_chain(self.events(rollout_id), count, head_hash)
+        events = list(self.events(rollout_id))
+        tail = list(query_all(self.client, self.table, self.pk(rollout_id),
+                              between=(f"EVENT#{count + 1:09d}", f"EVENT#{10**9 - 1:09d}")))
+        if tail:  # events past the head: someone wrote the log outside zt-rollout
+            events += [Event(int(r["seq"]), r["at"], r["actor"], r["kind"], json.loads(unpack(r)["data"]),
+                             r["prev_hash"], r["hash"]) for r in tail]
+        return verify_chain(events, count, head_hash)
 
     def last_event_time(self, rollout_id: str) -> dt.datetime:
         count, _ = self.audit_head(rollout_id)

@@ -19,11 +19,11 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from rollout.audit import GENESIS, event_hash
 from rollout.dynamo_items import batch_put, blob_parts, blob_value, from_item, query_all, to_item
-from rollout.errors import InputError
+from rollout.errors import InputError, StateStoreError
 from rollout.inventory import Device
 from rollout.model import DeviceState, RolloutStatus, WaveState
 from rollout.store_api import ConflictError, Fence, RolloutDump
@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 BUCKET_DEVICES = 50
 PARTITIONS = 16
 BIG_STRING = 60_000
+
+
+def one_part(data: Any) -> bytes:
+    """A blob that must fit one item (a bucket of ~50 devices is a few KB; 350 KB would be a bug)."""
+    parts = blob_parts(data)
+    if len(parts) != 1:
+        raise StateStoreError(f"a bucket of {len(data)} rows compresses to {sum(map(len, parts)):,} bytes, more than "
+                              "one DynamoDB item holds; nothing was written.")
+    return parts[0]
 
 
 def bucket_count(devices: int) -> int:
@@ -65,18 +74,47 @@ def _ignore_condition(err: ClientError) -> None:
 
 def write_commit(store: DynamoStore, rollout_id: str, seq: int, head: dict[str, Any], removed: Sequence[str],
                  record: dict[str, Any] | None, expected_seq: int | None, fence: Fence | None) -> bool:
-    """Put the record's parts, then the conditional HEAD update. False: another writer won."""
+    """Put the record's parts, then the conditional HEAD update. False: another writer won.
+
+    ``head`` must already carry the commit's ``nonce`` (``new_nonce``). Whether the update landed is
+    decided by HEAD itself when its answer is lost or a retry of it fails its condition (the first
+    attempt may have landed): only a HEAD that does not carry this commit's nonce is a loss, and
+    only then are the record's parts deleted."""
     pk = store.pk(rollout_id)
-    head = dict(head)
     keys: list[str] = []
     if record is not None:
-        nonce = uuid.uuid4().hex[:16]
-        parts = blob_parts(record)
-        for n, part in enumerate(parts):
-            key = f"COMMIT#{seq:09d}#{nonce}#{n:03d}"
+        for n, part in enumerate(blob_parts(record)):
+            key = f"COMMIT#{seq:09d}#{head['nonce']}#{n:03d}"
             store.client.put_item(TableName=store.table, Item=to_item({"pk": pk, "sk": key, "b": part}))
             keys.append(key)
-        head.update({"nonce": nonce, "nonce_parts": len(parts)})
+    names, values, condition = _commit_condition(expected_seq, fence)
+    for i, (name, value) in enumerate(head.items()):
+        names[f"#h{i}"], values[f":h{i}"] = name, value
+    expression = ("SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(head)))) if head else ""
+    if removed:
+        names.update({f"#r{i}": name for i, name in enumerate(removed)})
+        expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+    try:
+        store.client.update_item(TableName=store.table, Key=to_item({"pk": pk, "sk": "HEAD"}),
+                                 UpdateExpression=expression.strip(), ConditionExpression=condition,
+                                 ExpressionAttributeNames=names, ExpressionAttributeValues=to_item(values))
+    except (ClientError, BotoCoreError) as err:
+        if record is not None and _landed(store, rollout_id, seq, str(head["nonce"])):
+            return True  # the answer was lost, or botocore retried an update that had landed
+        if not (isinstance(err, ClientError) and err.response["Error"]["Code"] == "ConditionalCheckFailedException"):
+            raise StateStoreError(f"{store.location}: the commit of rollout {rollout_id} failed ({err}); "
+                                  "nothing was committed; run the command again.") from err
+        for key in keys:  # a loser's parts: nothing points at them
+            store.client.delete_item(TableName=store.table, Key=to_item({"pk": pk, "sk": key}))
+        return False
+    return True
+
+
+def new_nonce() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _commit_condition(expected_seq: int | None, fence: Fence | None) -> tuple[dict[str, str], dict[str, Any], str]:
     names = {"#state": "state"}
     values: dict[str, Any] = {":ready": "ready"}
     condition = "#state = :ready"
@@ -88,22 +126,18 @@ def write_commit(store: DynamoStore, rollout_id: str, seq: int, head: dict[str, 
         names.update({"#lid": "lease_id", "#lf": "lease_fence"})
         values.update({":lid": fence.lease_id, ":lf": fence.number})
         condition += " AND #lid = :lid AND #lf = :lf"
-    for i, (name, value) in enumerate(head.items()):
-        names[f"#h{i}"], values[f":h{i}"] = name, value
-    expression = ("SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(head)))) if head else ""
-    if removed:
-        names.update({f"#r{i}": name for i, name in enumerate(removed)})
-        expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
-    try:
-        store.client.update_item(TableName=store.table, Key=to_item({"pk": pk, "sk": "HEAD"}),
-                                 UpdateExpression=expression.strip(), ConditionExpression=condition,
-                                 ExpressionAttributeNames=names, ExpressionAttributeValues=to_item(values))
-    except ClientError as err:
-        _ignore_condition(err)
-        for key in keys:  # the loser's parts: nothing points at them
-            store.client.delete_item(TableName=store.table, Key=to_item({"pk": pk, "sk": key}))
+    return names, values, condition
+
+
+def _landed(store: DynamoStore, rollout_id: str, seq: int, nonce: str) -> bool:
+    """Whether commit ``seq`` with ``nonce`` is HEAD's (or an ancestor of it: someone committed since)."""
+    head = store.head(rollout_id)
+    if int(head["seq"]) < seq:
         return False
-    return True
+    if int(head["seq"]) == seq:
+        return str(head.get("nonce")) == nonce
+    later = read_records(store, rollout_id, head, seq + 1)  # oldest first: its prev_nonce names commit seq
+    return str(later[0].get("prev_nonce")) == nonce
 
 
 def read_records(store: DynamoStore, rollout_id: str, head: dict[str, Any], first: int) -> list[dict[str, Any]]:
@@ -159,7 +193,7 @@ def materialize(store: DynamoStore, rollout_id: str, record: dict[str, Any], buc
             if int(current.get("_v") or 0) >= seq:
                 return
             rows = {**(blob_value([current["rows"]]) if current else {}), **touched[bucket]}
-        _conditional_put(store, {"pk": bpk, "sk": bsk, "rows": blob_parts(rows)[0], "_v": seq})
+        _conditional_put(store, {"pk": bpk, "sk": bsk, "rows": one_part(rows), "_v": seq})
 
     jobs = [store.pool.submit(_conditional_put, store, item) for item in items]
     jobs += [store.pool.submit(put_bucket, b) for b in touched]
@@ -189,25 +223,38 @@ def row_items(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 # -- creating and importing ---------------------------------------------------------------------------
 
 
-def _claim(store: DynamoStore, status: RolloutStatus) -> None:
+CLAIM_STALE_SECONDS = 600  # a creation that stopped this long ago may be taken over by the same plan
+
+
+def _claim(store: DynamoStore, status: RolloutStatus) -> str:
+    """Claim HEAD for creating the rollout; returns this creation's token. A second ``rollout start``
+    is refused while another creation is under way; one that died more than ``CLAIM_STALE_SECONDS``
+    ago may be finished by starting the same plan again."""
+    import time
+
     rid = status.rollout_id
     head = store.head(rid, missing_ok=True)
     if head.get("state") == "ready":
         _index(store, rid, str(head["started_at"]))  # in case the creator died just before writing it
         raise InputError(f"rollout {rid!r} already exists in {store.location}; "
                          "use `rollout status` or start it under another --rollout id.")
+    now = time.time()
+    token = f"{int(now * 1e6):020d}-{new_nonce()}"  # orders creations by time
     try:
         store.client.put_item(
             TableName=store.table, Item=to_item({"pk": store.pk(rid), "sk": "HEAD", "state": "creating",
-                                                 "plan_hash": status.plan_hash}),
-            ConditionExpression="attribute_not_exists(pk) OR (#s = :creating AND plan_hash = :ph)",
+                                                 "plan_hash": status.plan_hash, "creator": token, "claimed_at": now}),
+            ConditionExpression="attribute_not_exists(pk) OR (#s = :creating AND plan_hash = :ph AND claimed_at < :old)",
             ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues=to_item({":creating": "creating", ":ph": status.plan_hash}))
+            ExpressionAttributeValues=to_item({":creating": "creating", ":ph": status.plan_hash,
+                                               ":old": now - CLAIM_STALE_SECONDS}))
     except ClientError as err:
         if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            raise InputError(f"rollout {rid!r} already exists in {store.location} (or is being created from "
-                             "another plan); start it under another --rollout id.") from None
+            raise InputError(f"rollout {rid!r} already exists in {store.location}, or another `rollout start` is "
+                             "creating it right now; start it under another --rollout id, or try again in "
+                             f"{CLAIM_STALE_SECONDS // 60} minutes if that one died.") from None
         raise
+    return token
 
 
 def _index(store: DynamoStore, rollout_id: str, started_at: str) -> None:
@@ -227,8 +274,8 @@ def _rows(store: DynamoStore, rid: str, waves: Sequence[WaveState], devices: Seq
         attrs.setdefault(b, {})[d.device_id] = record.to_record()
     for b in range(buckets):
         bpk, bsk = device_bucket_key(store, rid, b)
-        items.append({"pk": bpk, "sk": bsk, "rows": blob_parts(rows.get(b, {}))[0], "_v": 1})
-        items.append({"pk": f"{pk}#A#{b % PARTITIONS:02d}", "sk": bsk, "a": blob_parts(attrs.get(b, {}))[0]})
+        items.append({"pk": bpk, "sk": bsk, "rows": one_part(rows.get(b, {})), "_v": 1})
+        items.append({"pk": f"{pk}#A#{b % PARTITIONS:02d}", "sk": bsk, "a": one_part(attrs.get(b, {}))})
     items += [{"pk": pk, "sk": f"PLAN#{1:09d}#{n:03d}", "b": part} for n, part in enumerate(blob_parts(plan))]
     return items
 
@@ -248,33 +295,50 @@ def _head_fields(status: RolloutStatus, backend: dict[str, Any], devices: int) -
             "last_fence": 0, "buckets": bucket_count(devices), "nonce": ""}
 
 
-def _ready(store: DynamoStore, rid: str, head: dict[str, Any], started_at: str) -> None:
-    """The commit point of a creation: HEAD turns ready (only if it is still being created)."""
+def _ready(store: DynamoStore, rid: str, head: dict[str, Any], started_at: str, token: str) -> None:
+    """The commit point of a creation: HEAD turns ready, only if this creation still holds the claim."""
     names = {f"#h{i}": k for i, k in enumerate(head)}
     values = {f":h{i}": v for i, v in enumerate(head.values())}
-    store.client.update_item(
-        TableName=store.table, Key=to_item({"pk": store.pk(rid), "sk": "HEAD"}),
-        UpdateExpression="SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(head))),
-        ConditionExpression="#state = :creating", ExpressionAttributeNames={**names, "#state": "state"},
-        ExpressionAttributeValues=to_item({**values, ":creating": "creating"}))
+    try:
+        store.client.update_item(
+            TableName=store.table, Key=to_item({"pk": store.pk(rid), "sk": "HEAD"}),
+            UpdateExpression="SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(head))),
+            ConditionExpression="#state = :creating AND creator = :me",
+            ExpressionAttributeNames={**names, "#state": "state"},
+            ExpressionAttributeValues=to_item({**values, ":creating": "creating", ":me": token}))
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise InputError(f"rollout {rid!r}: another `rollout start` took over this creation; see "
+                             "`rollout status`.") from None
+        raise
     _index(store, rid, started_at)
 
 
 def create(store: DynamoStore, status: RolloutStatus, waves: list[WaveState], devices: list[DeviceState],
-           inventory: list[Device], plan: dict[str, Any], now: dt.datetime) -> None:
-    """Claim HEAD, write the rows (invisible until HEAD is ready), the first event, then HEAD ready."""
+           inventory: list[Device], plan: dict[str, Any], now: dt.datetime,
+           backend: dict[str, Any] | None = None) -> None:
+    """Claim HEAD, write the rows (invisible until HEAD is ready), the first events, then HEAD ready."""
     rid = status.rollout_id
-    _claim(store, status)
+    token = _claim(store, status)
     _put_all(store, _rows(store, rid, waves, devices, inventory, plan))
-    stamp = now.isoformat()
-    data = {"plan_hash": status.plan_hash, "waves": len(waves), "devices": len(devices)}
-    digest = event_hash(GENESIS, 1, stamp, status.started_by, "rollout.started", data)
-    store.client.put_item(TableName=store.table, Item=to_item({
-        "pk": store.pk(rid), "sk": f"EVENT#{1:09d}", "seq": 1, "_v": 1, "at": stamp, "actor": status.started_by,
-        "kind": "rollout.started", "data": json.dumps(data, ensure_ascii=False, sort_keys=True),
-        "prev_hash": GENESIS, "hash": digest}))
-    _ready(store, rid, {**_head_fields(status, {}, len(devices)), "event_count": 1, "head_hash": digest},
-           encode(status.started_at))
+    stamp, prev = now.isoformat(), GENESIS
+    first = [("rollout.started", {"plan_hash": status.plan_hash, "waves": len(waves), "devices": len(devices)})]
+    if backend is not None:
+        first.append(("rollout.backend", json.loads(json.dumps(backend))))
+    for seq, (kind, data) in enumerate(first, start=1):
+        digest = event_hash(prev, seq, stamp, status.started_by, kind, data)
+        try:
+            store.client.put_item(TableName=store.table, Item=to_item(pack({
+                "pk": store.pk(rid), "sk": f"EVENT#{seq:09d}", "seq": seq, "_v": 1, "at": stamp,
+                "actor": status.started_by, "kind": kind, "data": json.dumps(data, ensure_ascii=False, sort_keys=True),
+                "prev_hash": prev, "hash": digest, "creator": token})),
+                ConditionExpression="attribute_not_exists(pk) OR creator <= :me",
+                ExpressionAttributeValues=to_item({":me": token}))
+        except ClientError as err:  # a later creation took over: it writes its own, and this one's _ready fails
+            _ignore_condition(err)
+        prev = digest
+    _ready(store, rid, {**_head_fields(status, backend or {}, len(devices)), "event_count": len(first),
+                        "head_hash": prev}, encode(status.started_at), token)
 
 
 def export_rollout(store: DynamoStore, rollout_id: str) -> RolloutDump:
@@ -297,7 +361,7 @@ def import_rollout(store: DynamoStore, dump: RolloutDump, approval_key: Callable
     """Write the dump's rows and events verbatim; HEAD turns ready last, with the chain's head."""
     s, rid = dump.status, dump.status.rollout_id
     pk = store.pk(rid)
-    _claim(store, s)
+    token = _claim(store, s)
     items = _rows(store, rid, dump.waves, dump.devices, [dump.inventory[d.device_id] for d in dump.devices], dump.plan)
     items += [{"pk": pk, "sk": f"APPR#{approval_key(a)}", **approval_to_row(a), "n": n, "_v": 1}
               for n, a in enumerate(dump.approvals, start=1)]
@@ -317,4 +381,4 @@ def import_rollout(store: DynamoStore, dump: RolloutDump, approval_key: Callable
             "issue_max": max((i.id for i in dump.issues), default=0), "decision_max": len(dump.decisions),
             "intent_n": len(dump.intents), "approval_n": len(dump.approvals), "replans": dump.replans,
             "last_fence": dump.last_fence}
-    _ready(store, rid, head, encode(s.started_at))
+    _ready(store, rid, head, encode(s.started_at), token)

@@ -12,7 +12,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from rollout.errors import NotFoundError
-from rollout.model import RolloutStatus
+from rollout.model import RolloutStatus, WavePhase
 from rollout.store_rows import encode
 from rollout.store_api import UNCHANGED, Changes, ConflictError, Intent, LeaseRow, RolloutDump, RowChange
 
@@ -40,6 +40,12 @@ class SqliteView:
         row = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM issues WHERE rollout_id=?",
                               (self.rollout_id,)).fetchone()
         return int(row[0])
+
+    def wave_phase(self, index: int) -> WavePhase:
+        row = self.db.execute("SELECT phase FROM waves WHERE rollout_id=? AND idx=?", (self.rollout_id, index)).fetchone()
+        if row is None:
+            raise NotFoundError(f"rollout {self.rollout_id} has no wave {index}")
+        return WavePhase(row[0])
 
 
 def _update(db: sqlite3.Connection, table: str, key_column: str, rollout_id: str, change: RowChange,

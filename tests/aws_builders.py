@@ -9,7 +9,6 @@ raises a read timeout, as when AWS did the work but the answer was lost.
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import threading
@@ -20,7 +19,6 @@ from typing import Any
 
 import boto3
 import botocore.retries.standard
-import botocore.session
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ReadTimeoutError
@@ -83,11 +81,12 @@ class Faults:
 
     def hook(self, request: AWSPreparedRequest, event_name: str = "", **kwargs: Any) -> AWSResponse | None:
         _, service, operation = event_name.split(".", 2)
-        protocol = protocol_of(service)
+        protocol = wire_protocol(request)
         if operation in self.deny:
             return error_response(request, protocol, 400, "AccessDeniedException", f"not authorized to {operation}")
         with self.lock:
             draw = self.rng.random()
+            self.injected["requests"] += 1
         if draw < self.throttle:
             self.injected["throttled"] += 1
             return error_response(request, protocol, 400, "ThrottlingException", "Rate exceeded")
@@ -107,10 +106,13 @@ class Faults:
         return session
 
 
-@functools.cache
-def protocol_of(service: str) -> str:
-    """The wire protocol botocore speaks with ``service`` (json, query, smithy-rpc-v2-cbor)."""
-    return str(botocore.session.get_session().get_service_model(service).protocol)
+def wire_protocol(request: AWSPreparedRequest) -> str:
+    """The protocol the request speaks (and its answer must): json, smithy-rpc-v2-cbor or query."""
+    kind = str(request.headers.get("Content-Type", b"") or "")
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    if "cbor" in kind:
+        return "smithy-rpc-v2-cbor"
+    return "json" if "json" in kind else "query"
 
 
 def fast_botocore_backoff(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from rollout.aws.backend import ALL_STEPS
+from rollout.aws.backend import ALL_STEPS, IDENTITY
 from rollout.awslocal.audit import mutations
 from rollout.awslocal.site import IDENTITY_STORE
 from rollout.backends import NOT_DISPATCHED
@@ -149,7 +149,11 @@ def test_the_wave_budget_is_the_floor_of_its_share() -> None:
     fleet = [DeviceState(f"D{i}", 0, DevicePhase.PENDING, NOW) for i in range(50)]
     assert migration_errors_left(wave, fleet) == 5  # 10 % of 50: the 6th failure stops it
     failed = [DeviceState(f"F{i}", 0, DevicePhase.FAILED, NOW) for i in range(2)]
-    assert migration_errors_left(wave, fleet[:53 - 2] + failed) == 3  # 10 % of 53 is 5; 2 spent
+    more = [DeviceState(f"E{i}", 0, DevicePhase.PENDING, NOW) for i in range(3)]
+    assert migration_errors_left(wave, fleet + more[:1] + failed) == 3  # 10 % of 53 is 5; 2 spent
+    awkward = WaveState(1, "wave-2", "h", WavePhase.APPLYING, NOW, ("pm",), 3600, {"max_migration_failures": 0.29})
+    hundred = [DeviceState(f"D{i}", 1, DevicePhase.PENDING, NOW) for i in range(100)]
+    assert migration_errors_left(awkward, hundred) == 29  # 0.29 x 100 is 28.999999999999996 in floats
 
 
 def test_access_denied_names_the_action_and_the_role() -> None:
@@ -236,3 +240,58 @@ def test_the_identity_store_lives_in_the_identity_center_region() -> None:
 
 
 
+
+
+def test_the_backend_calls_only_what_the_orchestrator_role_grants() -> None:
+    from rollout.permissions import OPERATOR_ACTIONS, required_actions
+
+    devices, contracts = provisioned(60)
+    aws = backend(contracts)
+    results = aws.migrate("op-1", "canary", devices, {}, NOW)
+    aws.read_signals("zt-2027", "canary", devices, NOW, refs={r.device_id: r.ref for r in results})
+    aws.revert("op-2", "canary", devices, {r.device_id: r.steps_done for r in results}, NOW, replay=True)
+    called = set(aws.caller.stats.calls)
+    assert {"identitystore:CreateGroupMembership", "ssm:SendCommand", "ssm:ListCommands", "dynamodb:Query",
+            "cloudwatch:DescribeAlarms", "identitystore:DeleteGroupMembership", "sts:AssumeRole"} <= called
+    assert called <= required_actions() | set(OPERATOR_ACTIONS)
+    aws.close()
+
+
+def test_one_node_ssm_refuses_fails_only_its_own_device() -> None:
+    devices, contracts = provisioned(120)
+    tokyo = sorted((d for d in devices if d.site == "tokyo"), key=lambda d: d.device_id)
+    bad = dict(tokyo[3].attributes)["instance_id"]
+
+    def refuse_bad_node(request: Any, event_name: str = "", **kwargs: Any) -> Any:
+        if event_name.endswith("SendCommand") and bad.encode() in request.body:
+            from tests.aws_builders import error_response
+
+            return error_response(request, "json", 400, "InvalidInstanceId", f"{bad} is not a valid node")
+        return None
+
+    faults = Faults()
+    faults.hook = refuse_bad_node  # type: ignore[method-assign]
+    aws = backend(contracts, session_factory=faults.session)
+    results = {r.device_id: r for r in aws.migrate("op-1", "canary", tokyo, {}, NOW)}
+    failed = [d for d, r in results.items() if not r.ok]
+    assert failed == [tokyo[3].device_id]
+    assert "InvalidInstanceId" in results[tokyo[3].device_id].error
+    assert results[tokyo[3].device_id].steps_done == IDENTITY  # joined; the engine reverts it
+    aws.close()
+
+
+def test_a_user_with_another_device_on_zero_trust_keeps_the_group() -> None:
+    devices, contracts = provisioned(40)
+    laptop = next(d for d in devices if d.site == "tokyo")
+    desktop = laptop._replace(device_id="D9999999", hostname="TKY-PC-9999999",
+                              attributes=(("instance_id", "mi-0000000000000099"),))
+    aws = backend(contracts)
+    done = {r.device_id: r for r in aws.migrate("op-1", "canary", [laptop, desktop], {}, NOW)}
+    assert all(r.ok for r in done.values())
+    reverted = aws.revert("op-2", "canary", [laptop], {laptop.device_id: done[laptop.device_id].steps_done}, NOW,
+                          keep_access={laptop.user})
+    assert reverted[0].ok and reverted[0].steps_done == 0
+    assert members(contracts["tokyo"]) == {user_ids([laptop])[laptop.user]}  # the desktop still needs it
+    aws.revert("op-3", "canary", [desktop], {desktop.device_id: done[desktop.device_id].steps_done}, NOW)
+    assert members(contracts["tokyo"]) == set()
+    aws.close()

@@ -195,7 +195,7 @@ def test_send_reaches_exactly_the_wave(rehearsed: Rehearsed, tmp_path: Path, ses
     again = run("notices", "final", "--state", str(rehearsed.state), "--out", str(out), "--policy",
                 str(rehearsed.files.policy), "--send", "--from", SENDER)
     assert again.exit_code == 0
-    assert again.output.startswith(f"Sent 0 notices for wave final (")
+    assert again.output.startswith("Sent 0 notices for wave final (")
     assert f"through Amazon SES ({n:,} sent earlier, not again)" in again.output
     assert len(ses.sent_messages) == n
 

@@ -259,7 +259,7 @@ def test_cli_report_bad_input(rehearsed: Rehearsed, tmp_path: Path) -> None:
     assert unknown.output.startswith("error: no rollout 'nope' in ")
     empty = runner.invoke(cli, ["report", "--state", str(tmp_path / "empty.db")])
     assert empty.exit_code == 2
-    assert empty.output == (f"error: {tmp_path / 'empty.db'} holds no rollout; start one with "
+    assert empty.output == (f"error: sqlite:{tmp_path / 'empty.db'} holds no rollout; start one with "
                             "`rollout start --plan plan.json`.\n")
 
 

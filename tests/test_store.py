@@ -57,6 +57,7 @@ def test_an_older_file_gets_only_the_migrations_it_lacks(tmp_path: Path) -> None
     db = sqlite3.connect(path, isolation_level=None)  # take the file back to schema version 1
     db.execute("ALTER TABLE rollouts DROP COLUMN backend")
     db.execute("ALTER TABLE devices DROP COLUMN ref")
+    db.execute("ALTER TABLE intents DROP COLUMN max_errors")
     db.execute("DELETE FROM schema_migrations WHERE version > 1")
     db.close()
     first = migrations(path)

@@ -17,7 +17,7 @@ from rollout.state import open_store
 from rollout.store_dynamo import DynamoStore
 from rollout.store_dynamo_io import materialize
 from tests.rollout_builders import T0, small_rollout
-from tests.store_builders import REGION, dynamodb_table, local_aws, local_aws_server
+from tests.store_builders import REGION, TABLE, dynamodb_table, local_aws, local_aws_server
 
 __all__ = ["dynamodb_table", "local_aws", "local_aws_server"]
 
@@ -92,3 +92,59 @@ def test_a_missing_table_names_the_command_that_creates_it(local_aws: Any) -> No
 def test_a_state_url_with_an_unknown_option_is_refused() -> None:
     with pytest.raises(InputError, match="unknown option 'regoin'"):
         open_store("dynamodb://t?regoin=ap-northeast-1")
+
+
+def test_the_store_calls_only_what_its_policy_grants(dynamodb_table: str) -> None:
+    from rollout.lease import acquire_lease, release_lease
+    from rollout.permissions import STATE_STORE_ACTIONS
+
+    store = dynamo(dynamodb_table)
+    called: set[str] = set()
+    store.client.meta.events.register("before-call.dynamodb", lambda model, **kw: called.add(f"dynamodb:{model.name}"))
+    rid, ids = started(store)
+    lease = acquire_lease(store, rid, "driver", 1000.0)
+    apply_decision(store, rid, lease.fence, Decision(device_moves=[DeviceMove(ids[0], D.PENDING, D.HELD)]), T0,
+                   "driver")
+    store.verify_audit(rid)
+    release_lease(store, lease, 1001.0)
+    dynamo(dynamodb_table).export_rollout(rid)
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:GetItem",
+            "dynamodb:BatchWriteItem"} <= called
+    assert called <= set(STATE_STORE_ACTIONS)
+
+
+def test_a_commit_whose_answer_was_lost_is_kept_not_deleted_by_its_retry(dynamodb_table: str) -> None:
+    """botocore retries an UpdateItem whose answer was lost; the retry fails its condition (the first
+    landed). The store asks HEAD and keeps its commit instead of deleting its record."""
+    from botocore.exceptions import ReadTimeoutError
+    from botocore.httpsession import URLLib3Session
+
+    store = dynamo(dynamodb_table)
+    rid, ids = started(store)
+    http, lost = URLLib3Session(), []
+
+    def lose_first_commit_answer(request: Any, event_name: str = "", **kwargs: Any) -> Any:
+        if event_name.endswith("UpdateItem") and b"#seq = :s" in request.body and not lost:
+            lost.append(http.send(request))
+            raise ReadTimeoutError(endpoint_url=request.url)
+        return None
+
+    store.client.meta.events.register_first("before-send.dynamodb.UpdateItem", lose_first_commit_answer)
+    add_issue(store, rid, "lost answer", "site=tokyo", "minor", "pm", T0)
+    assert lost, "the fault was not injected"
+    fresh = dynamo(dynamodb_table)
+    assert [i.title for i in fresh.issues(rid)] == ["lost answer"]
+    assert fresh.verify_audit(rid).ok
+    add_issue(fresh, rid, "and after it", "site=tokyo", "minor", "pm", T0)
+    assert len(store.issues(rid)) == 2
+
+
+def test_a_long_lived_reader_follows_a_writer_that_reuses_its_head(dynamodb_table: str) -> None:
+    writer = DynamoStore(TABLE, dynamo(dynamodb_table).client, head_ttl=30.0)  # reuses HEAD between commits
+    rid, _ = started(writer)
+    reader = dynamo(dynamodb_table)
+    assert reader.issues(rid) == []  # loaded now; it must catch up from the commit records from here
+    for n in range(4):
+        add_issue(writer, rid, f"issue {n}", "site=tokyo", "minor", "pm", T0)
+    assert [i.title for i in reader.issues(rid)] == [f"issue {n}" for n in range(4)]
+    assert reader.verify_audit(rid).ok

@@ -51,6 +51,13 @@ def started(store: StateStore, n: int = 200) -> str:
     return str(plan["rollout"])
 
 
+def applying(store: StateStore, rid: str) -> None:
+    """The canary started, as the engine starts it: migrate intents are only taken for an applying wave."""
+    apply_decision(store, rid, None, Decision(wave_moves=[WaveMove(0, W.PLANNED, W.APPROVED, "approved"),
+                                                          WaveMove(0, W.APPROVED, W.APPLYING, "started")]), T0,
+                   "driver")
+
+
 def test_a_started_rollout_reads_back_as_it_was_written(stores: OpenStore) -> None:
     store = stores()
     plan, inventory = small_rollout(200)
@@ -133,10 +140,11 @@ def test_a_tick_that_moves_thousands_of_devices_lands_whole(stores: OpenStore) -
 def test_intents_are_open_until_done_and_results_land_on_the_devices(stores: OpenStore) -> None:
     store = stores()
     rid = started(store)
+    applying(store, rid)
     ids = tuple(sorted(d.device_id for d in store.devices(rid).values() if d.wave == 0))[:5]
-    intent = Intent("op-1", "migrate", 0, ids)
+    intent = Intent("op-1", "migrate", 0, ids, 4)
     record_intent(store, rid, None, intent, T0, "driver")
-    assert stores().open_intents(rid) == [intent]
+    assert stores().open_intents(rid) == [intent]  # with the error budget it was given
     assert {d.phase for d in store.devices(rid, ids).values()} == {D.MIGRATING}
     results = [StepResult(d, d != ids[0], 7 if d != ids[0] else 1, T0 + HOUR, "" if d != ids[0] else "no such user",
                           ref="cmd-1") for d in ids]
@@ -211,6 +219,19 @@ def test_replan_changes_waiting_waves_and_tells_cached_readers(stores: OpenStore
     assert [w.hash for w in other.waves(rid)][2:4] == ["h2", "h3"]
 
 
+def test_a_migration_is_not_taken_once_its_wave_was_rolled_back(stores: OpenStore) -> None:
+    store = stores()
+    rid = started(store)
+    applying(store, rid)
+    request_rollback(stores(), rid, "canary", "pm-1", "printing", T0)
+    ids = tuple(sorted(d.device_id for d in store.devices(rid).values() if d.wave == 0))[:3]
+    before = snapshot(store, rid)
+    with pytest.raises(ConflictError, match="wave 0 is no longer applying"):
+        record_intent(store, rid, None, Intent("op-9", "migrate", 0, ids), T0, "driver")
+    assert snapshot(store, rid) == before
+    record_intent(store, rid, None, Intent("op-10", "revert", 0, ids), T0, "driver")  # reverts always go on
+
+
 def test_resume_and_rollback_on_demand(stores: OpenStore) -> None:
     store = stores()
     rid = started(store)
@@ -259,6 +280,7 @@ def test_a_rollout_moves_between_stores_unchanged(stores: OpenStore, target: str
     approve(source, rid, "canary", "pm-1", "pm", "", T0)
     add_issue(source, rid, "printing", "model=dynabook G83", "blocker", "pm-1", T0)
     ids = tuple(sorted(d.device_id for d in source.devices(rid).values() if d.wave == 0))[:3]
+    applying(source, rid)
     record_intent(source, rid, None, Intent("op-1", "migrate", 0, ids), T0, "driver")
     acquire_lease(source, rid, "driver", 1000.0)
     if target == "sqlite":
@@ -275,6 +297,6 @@ def test_a_rollout_moves_between_stores_unchanged(stores: OpenStore, target: str
     assert destination.lease_row(rid) is None
     assert destination.verify_audit(rid).ok and destination.audit_head(rid) == source.audit_head(rid)
     assert destination.open_intents(rid) == [Intent("op-1", "migrate", 0, ids)]
-    approve(destination, rid, "canary", "sec-1", "security", "", T0 + HOUR)  # and it goes on there
+    approve(destination, rid, "wave-1", "pm-2", "pm", "", T0 + HOUR)  # and it goes on there
     assert destination.verify_audit(rid).ok
     destination.close()

@@ -29,18 +29,19 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from rollout.backends import NOT_DISPATCHED, Progress
+from rollout.backends import NOT_DISPATCHED, Abort, Progress
 from rollout.aws.calls import AmbiguousCall, ApiError, Caller, RateLimits
 from rollout.aws.clients import AwsSettings, Clients, SessionFactory, SiteClients
 from rollout.aws.signals import read_wave_signals
 from rollout.contract import SiteContract
 from rollout.engine import Signals
 from rollout.errors import AwsUnavailableError, PermissionDeniedError
+from rollout.store_api import StaleWriterError
 from rollout.inventory import Device
 from rollout.model import MIGRATE_STEPS
 from rollout.recorder import StepResult
@@ -112,17 +113,18 @@ class AwsBackend:
 
     def migrate(self, op_id: str, wave: str, devices: Sequence[Device], steps_done: Mapping[str, int],
                 now: dt.datetime, *, max_errors: int | None = None, replay: bool = False,
-                refs: Mapping[str, str] | None = None, progress: Progress | None = None) -> list[StepResult]:
+                refs: Mapping[str, str] | None = None, progress: Progress | None = None,
+                abort: Abort | None = None) -> list[StepResult]:
         works = self._works(devices, steps_done, refs)
         budget = Budget(max_errors)
         for work in works:
             self._check_addressable(work, budget)
         joining = [w for w in works if not w.failed and not w.steps & IDENTITY]
-        skipped = self._bounded(joining, self._join, budget, progress, len(works))
+        skipped = self._bounded(joining, self._join, budget, progress, len(works), abort)
         ready = [w for w in works if w.steps & IDENTITY and not w.steps & ENDPOINT and not w.failed
                  and w not in skipped]
         self._resolve_unknown(wave, "kitting", ready)
-        self._send(op_id, "kitting", wave, [w for w in ready if not w.steps & ENDPOINT], replay, budget)
+        self._send(op_id, "kitting", wave, [w for w in ready if not w.steps & ENDPOINT], replay, budget, abort)
         for w in works:
             if w.steps & IDENTITY and w.steps & ENDPOINT:
                 w.steps |= ACCESS
@@ -132,14 +134,19 @@ class AwsBackend:
 
     def revert(self, op_id: str, wave: str, devices: Sequence[Device], steps_done: Mapping[str, int],
                now: dt.datetime, *, replay: bool = False, refs: Mapping[str, str] | None = None,
-               progress: Progress | None = None) -> list[StepResult]:
+               progress: Progress | None = None, abort: Abort | None = None,
+               keep_access: Collection[str] = ()) -> list[StepResult]:
+        """``keep_access``: users with another device still on zero trust; their membership (per
+        user, not per device) stays, the device's own steps are undone."""
         works = self._works(devices, steps_done, refs)
         budget = Budget(None)
         self._resolve_unknown(wave, "kitting", works)  # a kitting that may have run needs its rollback
         self._resolve_unknown(wave, "rollback", works)  # a rollback that did run is not sent again
         leaving = [w for w in works if w.steps & (IDENTITY | ACCESS)]
-        self._bounded(leaving, self._leave, budget, progress, len(works))
-        self._send(op_id, "rollback", wave, [w for w in works if w.steps & ENDPOINT and not w.failed], replay, budget)
+        kept = set(keep_access)
+        self._bounded(leaving, lambda w: self._leave(w, w.device.user in kept), budget, progress, len(works), abort)
+        gone = [w for w in works if w.steps & ENDPOINT and not w.failed and not w.steps & (IDENTITY | ACCESS)]
+        self._send(op_id, "rollback", wave, gone, replay, budget, abort)  # only once access is revoked
         return [self._result(w, now, w.steps == 0 and not w.failed) for w in works]
 
     @staticmethod
@@ -203,7 +210,10 @@ class AwsBackend:
                 raise
         work.steps |= IDENTITY
 
-    def _leave(self, work: Work) -> None:
+    def _leave(self, work: Work, keep: bool = False) -> None:
+        if keep:  # the user's other device still needs the group
+            work.steps &= ~(IDENTITY | ACCESS)
+            return
         site = self.clients.site(work.device.site)
         user_id = self._user_id(site, work.device.user)
         membership = self._membership(site, user_id)
@@ -219,14 +229,18 @@ class AwsBackend:
     # -- running many ----------------------------------------------------------------------------------
 
     def _bounded(self, works: Sequence[Work], step: Callable[[Work], None], budget: Budget,
-                 progress: Progress | None, total: int) -> list[Work]:
+                 progress: Progress | None, total: int, abort: Abort | None = None) -> list[Work]:
         """Run ``step`` on each work, ``concurrency`` at a time, until the budget is spent.
-        Returns the works never dispatched. A permission error stops it all and is raised."""
+        Returns the works never dispatched. A permission error, or ``abort()`` (the driver lost its
+        lease), stops dispatching; calls in flight finish; then it is raised."""
         queue: list[Work] = list(works)
         inflight: dict[Future[None], Work] = {}
-        denied: PermissionDeniedError | None = None
+        denied: PermissionDeniedError | StaleWriterError | None = None
         done_count = total - len(works)
         while queue or inflight:
+            if abort is not None and denied is None and abort():
+                denied = StaleWriterError("this driver lost its lease during the call: nothing more was sent; "
+                                          "stop it.")
             while queue and len(inflight) < self.settings.concurrency and not budget.spent and denied is None:
                 work = queue.pop(0)
                 inflight[self.pool.submit(self._guarded, step, work, budget)] = work
@@ -264,7 +278,8 @@ class AwsBackend:
 
     # -- SSM documents --------------------------------------------------------------------------------
 
-    def _send(self, op_id: str, kind: str, wave: str, works: Sequence[Work], replay: bool, budget: Budget) -> None:
+    def _send(self, op_id: str, kind: str, wave: str, works: Sequence[Work], replay: bool, budget: Budget,
+              abort: Abort | None = None) -> None:
         """Run document ``kind`` (kitting/rollback) on the works' nodes, 50 a call, sites apart."""
         batches: list[tuple[str, int, list[Work]]] = []
         by_site: dict[str, list[Work]] = {}
@@ -273,11 +288,15 @@ class AwsBackend:
         for site in sorted(by_site):
             group = by_site[site]
             batches += [(site, n, group[i:i + BATCH]) for n, i in enumerate(range(0, len(group), BATCH))]
-        jobs = [self.pool.submit(self._send_batch, op_id, kind, wave, site, n, batch, replay)
+        jobs = [self.pool.submit(self._send_batch, op_id, kind, wave, site, n, batch, replay, abort)
                 for site, n, batch in batches]
+        stale: StaleWriterError | None = None
         for job, (_, _, batch) in zip(jobs, batches):
             try:
-                job.result()
+                for work, error in job.result():
+                    budget.fail(work, error)
+            except StaleWriterError as err:
+                stale = err
             except AwsUnavailableError as err:
                 for w in batch:
                     done = bool(w.steps & ENDPOINT) if kind == "kitting" else not w.steps & ENDPOINT
@@ -286,29 +305,41 @@ class AwsBackend:
             except ApiError as err:
                 for w in batch:
                     budget.fail(w, str(err))
+        if stale is not None:
+            raise stale
 
     def _send_batch(self, op_id: str, kind: str, wave: str, site_name: str, n: int, batch: list[Work],
-                    replay: bool) -> None:
+                    replay: bool, abort: Abort | None = None) -> list[tuple[Work, str]]:
+        """Send one batch; returns the (work, error) of nodes AWS refused. A send that may have
+        happened is looked for (after a backoff) before it is sent again, until the deadline."""
+        if abort is not None and abort():
+            raise StaleWriterError("this driver lost its lease during the call: nothing more was sent; stop it.")
         site = self.clients.site(site_name)
         document = site.contract.kitting_document_name if kind == "kitting" else site.contract.rollback_document_name
         prefix = f"zt-rollout {op_id} {kind}"
-        todo = list(batch)
-        if replay:
-            todo = self._not_sent(site, document, prefix, kind, todo)
+        todo = self._not_sent(site, document, prefix, kind, list(batch)) if replay else list(batch)
+        began, attempt = self.caller.clock(), 0
         while todo:
             try:
-                command = self._send_command(site, document, f"{prefix} {n:03d}", wave, todo)
-            except AmbiguousCall:
+                self._mark_sent(kind, todo, self._send_command(site, document, f"{prefix} {n:03d}", wave, todo))
+                return []
+            except AmbiguousCall as err:
+                attempt += 1
+                if self.caller.clock() - began >= self.caller.deadline:
+                    raise AwsUnavailableError(f"{err}; still unknown after {self.caller.deadline:.0f} s",
+                                              action=err.action) from err
+                self.caller.pause(attempt)  # let a request still in flight land before looking for it
                 todo = self._not_sent(site, document, prefix, kind, todo)
-                continue
             except ApiError as err:
                 if err.code not in ("InvalidInstanceId", "InvalidTarget") or len(todo) == 1:
+                    if len(todo) == 1 and err.code in ("InvalidInstanceId", "InvalidTarget"):
+                        return [(todo[0], str(err))]
                     raise
+                refused: list[tuple[Work, str]] = []
                 for w in todo:  # one bad node fails the whole call: find it, one node at a time
-                    self._send_batch(op_id, kind, wave, site_name, n, [w], replay=True)
-                return
-            self._mark_sent(kind, todo, command)
-            return
+                    refused += self._send_batch(op_id, kind, wave, site_name, n, [w], True, abort)
+                return refused
+        return []
 
     def _send_command(self, site: SiteClients, document: str, comment: str, wave: str, works: list[Work]) -> str:
         rollout_wave = f"{self.rollout_id}#{self.wave_index[wave]}"

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -184,6 +185,9 @@ class Caller:
                 reason, exc = "connection", err
             except MAYBE_SENT as err:
                 reason, exc = "timeout", err
+            except BotoCoreError as err:  # no credentials or region, a bad endpoint, a TLS failure
+                raise AwsError(f"{action}: {err}. Check the AWS credentials, region and network, then run again; "
+                               "nothing of this call was done.", action=action) from err
             log.debug("%s failed: %s (attempt %d)", action, reason, attempt)
             if not idempotent and reason not in ("throttled", "connection"):
                 raise AmbiguousCall(f"{action} may or may not have happened ({reason}: {_short(exc)})",
@@ -193,9 +197,13 @@ class Caller:
                 raise AwsUnavailableError(
                     f"{action} kept failing ({reason}: {_short(exc)}) for {self.deadline:.0f} s; nothing was lost: "
                     "run again later, or lower the rate for this API.", action=action) from exc
-            pause = self.rng.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 16)))
-            self.stats.backoff_seconds += pause
-            self.sleep(pause)
+            self.pause(attempt)
+
+    def pause(self, attempt: int) -> None:
+        """Back off before attempt ``attempt + 1`` (full jitter, capped)."""
+        pause = self.rng.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 16)))
+        self.stats.backoff_seconds += pause
+        self.sleep(pause)
 
     def _classify(self, err: ClientError, action: str, who: str) -> str:
         error = err.response.get("Error", {})

@@ -55,26 +55,27 @@ def _default_ssm(region: str | None) -> Any:
 
 
 def _from_ssm(site: str, regions: list[str | None], ssm_client: Callable[[str | None], Any]) -> SiteContract:
+    """GetParameter through ``rollout.aws.calls`` (throttling is retried; AccessDenied names the action)."""
     import json
 
-    from botocore.exceptions import ClientError, NoRegionError
+    from botocore.exceptions import NoRegionError
+
+    from rollout.aws.calls import ApiError, Caller
 
     name = contract_parameter_name(site)
     tried = []
+    caller = Caller(deadline=60)
     for region in regions:
         try:
-            answer = ssm_client(region).get_parameter(Name=name)
+            answer = caller.call(ssm_client(region), "GetParameter", who="the orchestrator's identity", Name=name)
         except NoRegionError:
             raise ContractError(f"contract for site {site!r} (SSM {name}): no AWS region; give --contracts "
                                 "ssm:REGION or set AWS_REGION.") from None
-        except ClientError as err:
-            code = err.response["Error"]["Code"]
-            if code == "ParameterNotFound":
+        except ApiError as err:
+            if err.code == "ParameterNotFound":
                 tried.append(region or "the default region")
                 continue
-            raise ContractError(f"contract for site {site!r} (SSM {name}): {code}: "
-                                f"{err.response['Error'].get('Message', '')}. The orchestrator needs "
-                                "ssm:GetParameter on it.") from None
+            raise ContractError(f"contract for site {site!r} (SSM {name}): {err}.") from None
         try:
             data = json.loads(answer["Parameter"]["Value"])
         except ValueError as err:

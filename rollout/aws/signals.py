@@ -43,6 +43,7 @@ def read_wave_signals(backend: AwsBackend, wave: int, devices: Sequence[Device],
     for device in devices:
         by_site.setdefault(device.site, []).append(device)
     sites = []
+    current: set[str] = set()  # devices with a check-in in this wave's own partition
     for site_name in sorted(by_site):
         if site_name not in backend.clients.contracts:
             errors.append(f"site {site_name}: no contract, so no check-ins or alarms can be read")
@@ -51,23 +52,24 @@ def read_wave_signals(backend: AwsBackend, wave: int, devices: Sequence[Device],
         sites.append(site)
         wanted = {d.device_id for d in by_site[site_name]}
         try:
-            reports.update(_checkins(backend, site, wave, wanted, now, errors))
+            found, this_wave = _checkins(backend, site, wave, wanted, now, errors)
+            reports.update(found)
+            current |= this_wave
         except AwsError as err:
             errors.append(f"site {site_name}: {err}")
     alarms += _alarms(backend, sites, errors)
-    silent = [d for d in devices if d.device_id not in reports and refs.get(d.device_id, "")
+    silent = [d for d in devices if d.device_id not in current and refs.get(d.device_id, "")
               and not refs[d.device_id].startswith("unknown:")]
-    try:
-        reports.update(_invocations(backend, silent[:backend.settings.invocation_checks_per_tick], refs, now))
-    except AwsError as err:
-        errors.append(f"command status: {err}")
+    reports.update(_invocations(backend, silent[:backend.settings.invocation_checks_per_tick], refs, now, errors))
     return Signals(reports=reports, tickets={}, alarms=tuple(alarms), errors=tuple(errors))
 
 
 def _checkins(backend: AwsBackend, site: SiteClients, wave: int, wanted: set[str], now: dt.datetime,
-              errors: list[str]) -> dict[str, HealthReport]:
-    """Newest kitting check-in per wanted device, this wave's partition first, then earlier ones."""
+              errors: list[str]) -> tuple[dict[str, HealthReport], set[str]]:
+    """Newest kitting check-in per wanted device, this wave's partition first, then earlier ones;
+    and the devices found in this wave's own partition."""
     found: dict[str, HealthReport] = {}
+    this_wave: set[str] = set()
     for index in range(wave, -1, -1):
         missing = wanted - found.keys()
         if not missing:
@@ -81,7 +83,9 @@ def _checkins(backend: AwsBackend, site: SiteClients, wave: int, wanted: set[str
             at = checkin.checked_in_at if checkin.checked_in_at.tzinfo else checkin.checked_in_at.replace(tzinfo=dt.UTC)
             if checkin.device_id in missing and checkin.action is CheckInAction.KITTING and at <= now:
                 found[checkin.device_id] = HealthReport(checkin.device_id, at, health_checks(checkin))
-    return found
+                if index == wave:
+                    this_wave.add(checkin.device_id)
+    return found, this_wave
 
 
 def _query(backend: AwsBackend, site: SiteClients, partition: str) -> list[dict[str, dict[str, str]]]:
@@ -105,12 +109,15 @@ def _alarms(backend: AwsBackend, sites: Sequence[SiteClients], errors: list[str]
         by_region.setdefault(site.contract.region, []).append(site)
     for group in by_region.values():
         names = [name for site in group for name in site.contract.alarm_names]
+        states: dict[str, str] = {}
         try:
-            answer = backend.caller.call(group[0].cloudwatch, "DescribeAlarms", who=group[0].who, AlarmNames=names)
+            for start in range(0, len(names), 100):  # DescribeAlarms takes 100 names a call
+                answer = backend.caller.call(group[0].cloudwatch, "DescribeAlarms", who=group[0].who,
+                                             AlarmNames=names[start:start + 100])
+                states.update({a["AlarmName"]: a["StateValue"] for a in answer.get("MetricAlarms", [])})
         except AwsError as err:
             errors.append(f"alarms in {group[0].contract.region}: {err}")
             continue
-        states = {a["AlarmName"]: a["StateValue"] for a in answer.get("MetricAlarms", [])}
         for site in group:
             for name in site.contract.alarm_names:
                 if name not in states:
@@ -121,7 +128,8 @@ def _alarms(backend: AwsBackend, sites: Sequence[SiteClients], errors: list[str]
 
 
 def _invocations(backend: AwsBackend, silent: Sequence[Device], refs: Mapping[str, str],
-                 now: dt.datetime) -> dict[str, HealthReport]:
+                 now: dt.datetime, errors: list[str]) -> dict[str, HealthReport]:
+    """Kitting failures of silent devices, from their command's status (each device on its own)."""
     out: dict[str, HealthReport] = {}
     for device in silent:
         command, node = refs[device.device_id], dict(device.attributes).get("instance_id", "")
@@ -132,9 +140,12 @@ def _invocations(backend: AwsBackend, silent: Sequence[Device], refs: Mapping[st
                 answer = backend.caller.call(site.ssm, "GetCommandInvocation", who=site.who, CommandId=command,
                                              InstanceId=node)
             except ApiError as err:
-                if err.code in ("InvocationDoesNotExist", "InvalidCommandId"):
-                    continue
-                raise
+                if err.code not in ("InvocationDoesNotExist", "InvalidCommandId"):
+                    errors.append(f"command status of {device.device_id}: {err}")
+                continue
+            except AwsError as err:
+                errors.append(f"command status of {device.device_id}: {err}")
+                break
             status = str(answer.get("Status", ""))
             if status in FINAL_STATUSES:
                 backend.invocations[(command, node)] = status

@@ -60,8 +60,8 @@ def mutations(contracts: Mapping[str, SiteContract]) -> Mutations:
     for site, contract in contracts.items():
         idc = session.client("identitystore", region_name=contract.identity_region)
         users: set[str] = set()
-        for page in idc.get_paginator("list_group_memberships").paginate(
+        for listed in idc.get_paginator("list_group_memberships").paginate(
                 IdentityStoreId=contract.identity_store_id, GroupId=contract.migrated_group_id):
-            users |= {m["MemberId"]["UserId"] for m in page["GroupMemberships"]}
+            users |= {m["MemberId"]["UserId"] for m in listed["GroupMemberships"]}
         out.members[site] = users
     return out

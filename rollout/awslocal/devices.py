@@ -118,7 +118,7 @@ class LocalFleet:
             contract = self.contracts[site]
             for start in range(0, len(due), 25):  # BatchWriteItem takes 25
                 chunk = due[start:start + 25]
-                requests = [{"PutRequest": {"Item": json.loads(item)}} for _, _, item in chunk]
+                requests: list[Any] = [{"PutRequest": {"Item": json.loads(item)}} for _, _, item in chunk]
                 while requests:
                     answer = self._ddb[contract.region].batch_write_item(
                         RequestItems={contract.checkin_table_name: requests})

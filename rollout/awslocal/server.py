@@ -93,6 +93,14 @@ class _OneAtATime:
             return list(self.app(environ, start_response))
 
 
+_serving: list[str] = []  # endpoints of the LocalAws servers running in this process
+
+
+def serving_here() -> bool:
+    """Whether this process's AWS SDK endpoint is a LocalAws running in this very process."""
+    return os.environ.get("AWS_ENDPOINT_URL", "") in _serving
+
+
 class LocalAws:
     """moto on ``http://127.0.0.1:<port>``; ``env()`` is what a client process needs to use it."""
 
@@ -111,9 +119,12 @@ class LocalAws:
 
     def start(self) -> LocalAws:
         self._thread.start()
+        _serving.append(self.endpoint)
         return self
 
     def stop(self) -> None:
+        if self.endpoint in _serving:
+            _serving.remove(self.endpoint)
         self._server.shutdown()
         self._thread.join(timeout=10)
 

@@ -41,7 +41,12 @@ def site_region(site: str) -> str:
 
 
 def seed_users(users: Iterable[str]) -> int:
-    """Users of the identity store (moto, in this process), as SCIM would have synced them."""
+    """Users of the identity store, as SCIM would have synced them: straight into moto when it runs
+    in this process, else through the API (CreateUser)."""
+    from rollout.awslocal.server import serving_here
+
+    if not serving_here():
+        return _create_users_by_api(sorted(set(users)))
     from moto.identitystore.models import identitystore_backends
 
     backend = identitystore_backends[ACCOUNT][HOME_REGION]
@@ -54,6 +59,16 @@ def seed_users(users: Iterable[str]) -> int:
                             "", "", "", "", "")
         created += 1
     return created
+
+
+def _create_users_by_api(users: list[str]) -> int:
+    idc = boto3.session.Session().client("identitystore", region_name=HOME_REGION)
+    for user in users:
+        given, _, family = user.split("@")[0].partition(".")
+        idc.create_user(IdentityStoreId=IDENTITY_STORE, UserName=user, DisplayName=f"{given} {family}",
+                        Name={"GivenName": given, "FamilyName": family or given},
+                        Emails=[{"Value": user, "Type": "work", "Primary": True}])
+    return len(users)
 
 
 class _NoStore:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rollout.engine import Signals
-from rollout.backends import NOT_DISPATCHED, Progress
+from rollout.backends import NOT_DISPATCHED, Abort, Progress
 from rollout.errors import InputError
 from rollout.gates import HealthReport
 from rollout.inventory import Device
@@ -141,7 +141,8 @@ class Simulator:
 
     def migrate(self, op_id: str, wave: str, devices: Sequence[Device], steps_done: Mapping[str, int],
                 now: dt.datetime, *, max_errors: int | None = None, replay: bool = False,
-                refs: Mapping[str, str] | None = None, progress: Progress | None = None) -> list[StepResult]:
+                refs: Mapping[str, str] | None = None, progress: Progress | None = None,
+                abort: Abort | None = None) -> list[StepResult]:
         """Run the migration steps not yet done *by this operation*. A step another operation put in
         place is carried out again, as a real call with a new idempotency token would be: that is the
         duplicate ``duplicate_actions`` counts. Replaying ``op_id`` after a crash changes nothing.
@@ -184,7 +185,8 @@ class Simulator:
 
     def revert(self, op_id: str, wave: str, devices: Sequence[Device], steps_done: Mapping[str, int],
                now: dt.datetime, *, replay: bool = False, refs: Mapping[str, str] | None = None,
-               progress: Progress | None = None) -> list[StepResult]:
+               progress: Progress | None = None, abort: Abort | None = None,
+               keep_access: Collection[str] = ()) -> list[StepResult]:
         """Undo the steps in place, access first, and start the device's next generation. Replaying
         ``op_id`` changes nothing; another operation on a device already reverted runs the undo of
         the previous generation's steps again (recorded under that generation: a duplicate)."""

@@ -55,6 +55,7 @@ class Recorded:
     type: str
     name: str
     inputs: dict[str, Any]
+    provider: str = ""  # the explicit provider's reference, when the resource has one
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -64,7 +65,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources: list[Recorded] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs)))
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), str(args.provider or "")))
         outputs = dict(args.inputs)
         physical = str(args.inputs.get("name") or args.name)
         if args.typ == "aws:identitystore/group:Group":

@@ -47,6 +47,18 @@ def test_identity_groups_and_user_trust_provider(site_run: tuple[str, ProgramRun
     assert providers["user"]["policyReferenceName"] == "idc"
 
 
+def test_groups_live_in_identity_centers_home_region_when_the_site_is_elsewhere() -> None:
+    run = run_program("osaka", stack_config("osaka"))  # ap-northeast-3, with Identity Center in Tokyo
+    (home,) = [p for p in run.of_type("pulumi:providers:aws") if p.inputs.get("region") == "ap-northeast-1"]
+    groups = run.of_type("aws:identitystore/group:Group")
+    assert groups and all(home.name in g.provider for g in groups)
+    assert run.outputs["identity_store_region"] == "ap-northeast-1" and run.outputs["region"] == "ap-northeast-3"
+    tokyo = run_program("tokyo", stack_config("tokyo"))
+    assert tokyo.of_type("pulumi:providers:aws") == [] or all(
+        "identity-center" not in g.provider for g in tokyo.of_type("aws:identitystore/group:Group"))
+    assert tokyo.outputs["identity_store_region"] == tokyo.outputs["region"]
+
+
 def test_device_trust_provider_follows_config() -> None:
     config = stack_config("osaka")
     run = run_program("osaka", config)
