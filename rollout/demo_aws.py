@@ -71,7 +71,9 @@ def run_aws_demo(workdir: Path, console: Console, devices: int) -> Rehearsal:
         store = open_store(state)
         result = run_rehearsal(plan_path, fleet, scenario_path, workdir / "unused.db", None, console, store=store,
                                backend=settings)
-        print_summary(result, state, console)
+        print_summary(result, None, console)
+        console.print(f"State: {state} (in the emulated AWS, which stops with the demo; `python -m rollout.awslocal` "
+                      "serves one to drive the AWS backend by hand).", markup=False, highlight=False)
         console.print(Rule("5. What moto saw"))
         seen = mutations(contracts)
         _print_mutations(console, seen, contracts, result)

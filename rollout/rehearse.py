@@ -46,7 +46,7 @@ class Rehearsal:
     ended: dt.datetime | None = None
     waves: list[dict[str, Any]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
-    duplicates: int = 0
+    duplicates: int | None = 0  # steps the simulator saw done twice (None: another backend counts its own)
     call_stats: Any = None  # the AWS backend's calls and retries (``rollout.aws.calls.CallStats``)
 
 
@@ -123,7 +123,7 @@ def rehearse(
         result.phase = rollout_phase(store.status(rollout_id), store.waves(rollout_id))
         result.ended = clock()
         result.waves = wave_summary(store, rollout_id)
-        result.duplicates = backend_used.duplicate_actions() if isinstance(backend_used, Simulator) else 0
+        result.duplicates = backend_used.duplicate_actions() if isinstance(backend_used, Simulator) else None
         result.call_stats = getattr(backend_used, "call_stats", None)
     finally:
         backend_used.close()

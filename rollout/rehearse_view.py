@@ -45,15 +45,19 @@ def run_rehearsal(plan_path: Path, inventory: Path, scenario: Path, state_path: 
                         backend=backend)
 
 
-def print_summary(result: Rehearsal, state_path: Path | str, console: Console) -> None:
+def print_summary(result: Rehearsal, state_path: Path | str | None, console: Console) -> None:
+    """The rehearsal's outcome per wave, and (given ``state_path``) how to look into its state."""
+    duplicates = "" if result.duplicates is None else f"; duplicate actions: {result.duplicates}"
     console.print(f"Rehearsal of {result.rollout_id}: {result.phase.value.upper()} after {result.ticks} ticks, "
-                  f"{result.started.date() if result.started else ''} to {result.ended.date() if result.ended else ''}; "
-                  f"duplicate actions: {result.duplicates}", markup=False)
+                  f"{result.started.date() if result.started else ''} to {result.ended.date() if result.ended else ''}"
+                  f"{duplicates}", markup=False)
     for w in result.waves:
         devices = ", ".join(f"{k} {v:,}" for k, v in w["devices"].items())
         console.print(f"  {w['name']:<8} {w['phase']:<12} {devices}", markup=False, highlight=False)
         if w["verdict"] in ("fail", "inconclusive"):
             console.print(f"           gate {w['verdict']}: {'; '.join(w['reasons'])}", markup=False, highlight=False)
+    if state_path is None:
+        return
     url = state_path if isinstance(state_path, str) else f"sqlite:{state_path}"
     console.print(f"State: {url}. Inspect it with:\n  rollout status --state {url}\n"
                   f"  rollout audit verify --state {url}", markup=False, highlight=False)

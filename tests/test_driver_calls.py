@@ -67,7 +67,7 @@ def test_the_lease_is_kept_while_a_call_outlasts_it(tmp_path: Path) -> None:
     refused: list[bool] = []
 
     def try_to_take_it() -> None:
-        time.sleep(1.0)  # past the driver's 0.6 s lease, had it not been renewed
+        time.sleep(3.0)  # past the driver's 2 s lease, had it not been renewed
         from rollout.store import SqliteStore
 
         second = SqliteStore(tmp_path / "state.db")
@@ -77,8 +77,8 @@ def test_the_lease_is_kept_while_a_call_outlasts_it(tmp_path: Path) -> None:
             refused.append(True)
         second.close()
 
-    backend = SlowBackend(1.5, during=lambda: threading.Thread(target=try_to_take_it).start())
-    with Driver(store, rid, backend, "driver", SimulatedClock(T0), lease_ttl=0.6, batch_size=500) as driver:
+    backend = SlowBackend(4.0, during=lambda: threading.Thread(target=try_to_take_it).start())
+    with Driver(store, rid, backend, "driver", SimulatedClock(T0), lease_ttl=2.0, batch_size=500) as driver:
         driver.tick()  # planned -> approved
         driver.tick()  # approved -> applying, and the canary's migrate call
     assert backend.calls == 1 and not backend.aborted

@@ -215,7 +215,11 @@ class AwsBackend:
             work.steps &= ~(IDENTITY | ACCESS)
             return
         site = self.clients.site(work.device.site)
-        user_id = self._user_id(site, work.device.user)
+        try:
+            user_id = self._user_id(site, work.device.user)
+        except DeviceFailure:  # the user left the directory: IAM Identity Center removed their memberships
+            work.steps &= ~(IDENTITY | ACCESS)
+            return
         membership = self._membership(site, user_id)
         if membership is not None:
             try:
