@@ -184,6 +184,7 @@ class DynamoStore:
         if replica is None:
             replica = self._load(rollout_id, head)
             self._replicas[rollout_id] = replica
+            head = replica.head  # the load may have caught up past the HEAD read before it
         if int(head["seq"]) > replica.seq:
             for record in read_records(self, rollout_id, head, replica.seq + 1):
                 apply_record(replica, record)
