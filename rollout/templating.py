@@ -31,12 +31,12 @@ def templates_dir() -> Path:
 
 
 @cache
-def environment() -> jinja2.Environment:
-    """The one jinja2 environment: StrictUndefined, no autoescape, trailing newline kept."""
+def environment(escape_html: bool = False) -> jinja2.Environment:
+    """The jinja2 environment: StrictUndefined, trailing newline kept; HTML-escaped with ``escape_html``."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
+        autoescape=escape_html,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -48,17 +48,9 @@ def render(name: str, **context: Any) -> str:
     return environment().get_template(name).render(**context)
 
 
-@cache
 def html_environment() -> jinja2.Environment:
     """The environment for ``*.html.j2``: like ``environment()`` but every value is HTML-escaped."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        autoescape=True,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    return environment(escape_html=True)
 
 
 def render_html(name: str, **context: Any) -> str:
