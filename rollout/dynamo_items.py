@@ -107,11 +107,6 @@ def batch_put(client: Any, table: str, items: Sequence[Mapping[str, Any]]) -> No
                 delay = min(delay * 2, 5.0)
 
 
-def cancellation_codes(err: ClientError) -> list[str]:
-    """The per-item reasons of a cancelled transaction ('None' for items that were fine)."""
-    return [str(r.get("Code", "None")) for r in err.response.get("CancellationReasons", [])]
-
-
 def create_state_table(client: Any, table: str) -> bool:
     """Create the state table if it does not exist; returns whether it was created."""
     try:

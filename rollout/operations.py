@@ -46,13 +46,6 @@ def start_rollout(store: StateStore, rollout_id: str, plan: Mapping[str, Any], i
                          backend=dict(backend) if backend is not None else None)
 
 
-def set_backend(store: StateStore, rollout_id: str, settings: dict[str, Any], actor: str, now: dt.datetime) -> None:
-    """Record how the rollout is driven (the backend and its settings), audited."""
-    ch = Changes(rollout={"backend": settings})
-    ch.event(now, actor, "rollout.backend", settings)
-    store.transact(rollout_id, lambda view: ch)
-
-
 def _wave(store: StateStore, rollout_id: str, name: str) -> WaveState:
     waves = store.waves(rollout_id)
     for wave in waves:

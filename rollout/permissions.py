@@ -180,9 +180,3 @@ STATE_STORE_INIT_ACTIONS: Final[tuple[str, ...]] = ("dynamodb:CreateTable", "dyn
 #: What the operator's own identity needs to act as each site's orchestrator role.
 OPERATOR_ACTIONS: Final[tuple[str, ...]] = ("sts:AssumeRole",)
 
-
-def state_store_policy(table_arn: str, *, init: bool = False) -> dict[str, Any]:
-    """The IAM policy for the state table ``table_arn`` (with ``init``: may create it too)."""
-    actions = STATE_STORE_ACTIONS + (STATE_STORE_INIT_ACTIONS if init else ())
-    return {"Version": "2012-10-17", "Statement": [{"Sid": "ZtRolloutStateStore", "Effect": "Allow",
-                                                    "Action": sorted(actions), "Resource": [table_arn]}]}

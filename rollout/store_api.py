@@ -110,12 +110,6 @@ class Changes:
     def event(self, at: dt.datetime, actor: str, kind: str, data: Mapping[str, Any]) -> None:
         self.events.append(EventDraft(at, actor, kind, dict(data)))
 
-    @property
-    def touches_rows(self) -> bool:
-        """Whether anything beyond the rollout's own fields, the lease and the events changes."""
-        return bool(self.waves or self.devices or self.approvals or self.new_issues or self.issues
-                    or self.decisions or self.new_intents or self.done_intents or "plan_json" in self.rollout)
-
 
 class TxView(Protocol):
     """What ``build`` may read inside a write: the state as of the write."""
