@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rollout.aws.backend import AwsBackend  # noqa: E402
-from rollout.aws.clients import AwsSettings  # noqa: E402
+from rollout.backends.aws.backend import AwsBackend  # noqa: E402
+from rollout.backends.aws.clients import AwsSettings  # noqa: E402
 from rollout.awslocal.server import FAKE_KEY, FAKE_SECRET, REGION  # noqa: E402
-from rollout.fleet import generate_fleet  # noqa: E402
+from rollout.plan.fleet import generate_fleet  # noqa: E402
 
 UNLIMITED = {"identitystore": 0.0, "ssm": 0.0, "dynamodb": 0.0, "cloudwatch": 0.0, "sts": 0.0}
 NOW = dt.datetime(2027, 1, 12, 9, tzinfo=dt.UTC)
@@ -73,13 +73,13 @@ def migrate_rate(devices: int, concurrency: int, latency: float) -> tuple[float,
 
 
 def store_figures(devices: int) -> dict[str, float]:
-    from rollout.engine import Decision, DeviceMove
-    from rollout.model import DevicePhase
-    from rollout.operations import start_rollout
-    from rollout.planfile import plan_to_json
-    from rollout.plan import plan_waves
-    from rollout.recorder import apply_decision
-    from rollout.state import init_store, open_store
+    from rollout.core.engine import Decision, DeviceMove
+    from rollout.core.model import DevicePhase
+    from rollout.drive.operations import start_rollout
+    from rollout.plan.planfile import plan_to_json
+    from rollout.plan.planner import plan_waves
+    from rollout.drive.recorder import apply_decision
+    from rollout.store.factory import init_store, open_store
     from tests.conftest import make_inventory, make_policy
 
     inventory = make_inventory(n=devices, seed=7)

@@ -28,12 +28,12 @@ sys.path.insert(0, str(ROOT))
 def measure(n: int, repeat: int) -> dict[str, float]:
     import io
 
-    from rollout.api import examples_dir
-    from rollout.fleet import EXTRA_COLUMNS, iter_fleet
-    from rollout.inventory import write_inventory_csv
-    from rollout.inventory import parse_inventory
-    from rollout.plan import plan_waves
-    from rollout.policy import load_policy
+    from rollout.plan.api import examples_dir
+    from rollout.plan.fleet import EXTRA_COLUMNS, iter_fleet
+    from rollout.plan.inventory import write_inventory_csv
+    from rollout.plan.inventory import parse_inventory
+    from rollout.plan.planner import plan_waves
+    from rollout.plan.policy import load_policy
 
     policy = load_policy(examples_dir() / "policy.yaml")
     # The example policy caps devices per site per wave for a 10,000-device fleet; scale it.

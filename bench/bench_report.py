@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rollout import api  # noqa: E402
+from rollout.plan import api  # noqa: E402
 from rollout.backends.simulator import load_scenario  # noqa: E402
-from rollout.planfile import plan_to_json  # noqa: E402
-from rollout.rehearse import rehearse  # noqa: E402
-from rollout.report import make_report  # noqa: E402
-from rollout.store import SqliteStore  # noqa: E402
+from rollout.plan.planfile import plan_to_json  # noqa: E402
+from rollout.drive.rehearse import rehearse  # noqa: E402
+from rollout.reports.report import make_report  # noqa: E402
+from rollout.store.sqlite import SqliteStore  # noqa: E402
 
 TARGET_SECONDS = 2.0
 TARGET_BYTES = 5 * 1024 * 1024

@@ -1,5 +1,5 @@
 """``python -m rollout``: the same as the ``rollout`` command."""
 
-from rollout.cli import main
+from rollout.cli.main import main
 
 main()

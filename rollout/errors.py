@@ -9,13 +9,13 @@
     |   +-- SiteContractError     a site's contract (SSM parameter, stack output, file) is missing or incomplete
     +-- NotFoundError             a device, wave or rollout named on the command line does not exist; exit 1
     +-- AwaitingHumanError        the rollout cannot go on without a person (approval, triage); exit 3
-    +-- AwsError                  AWS refused or failed a call (converted in one place: rollout.aws.calls); exit 1
+    +-- AwsError                  AWS refused or failed a call (converted in one place: rollout.backends.aws.calls); exit 1
     |   +-- PermissionDeniedError AccessDenied: names the IAM action and the role to grant it to
     |   +-- AwsUnavailableError   throttling or outages outlasted every retry and the backoff deadline
     +-- StateStoreError           the state store failed a read or a write (DynamoDB); nothing half-written; exit 1
-    +-- ConflictError, StaleWriterError (rollout.store_api) a write lost a race or its lease; exit 1
+    +-- ConflictError, StaleWriterError (rollout.store.api) a write lost a race or its lease; exit 1
 
-Only the CLI turns these into exit codes (see ``rollout.cli``); library code raises them and
+Only the CLI turns these into exit codes (see ``rollout.cli.main``); library code raises them and
 never calls ``sys.exit``. Every message ends with what to do next.
 """
 

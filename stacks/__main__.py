@@ -1,7 +1,7 @@
 """zt-rollout site stack: read the site's config, wire the components, export the contract.
 
 One stack per site (``pulumi up --stack tokyo``). The stack outputs are exactly the fields of
-``rollout.contract.SiteContract``, and the same JSON is published as ``/zt-rollout/<site>/contract``.
+``rollout.core.contract.SiteContract``, and the same JSON is published as ``/zt-rollout/<site>/contract``.
 """
 
 import sys
@@ -15,7 +15,7 @@ if _REPO not in sys.path:
 
 import pulumi  # noqa: E402
 
-from rollout.contract import SCHEMA_VERSION, DEVICE_SITE_TAG_KEY, contract_parameter_name  # noqa: E402
+from rollout.core.contract import SCHEMA_VERSION, DEVICE_SITE_TAG_KEY, contract_parameter_name  # noqa: E402
 from stacks.config import PROJECT, load_site_config  # noqa: E402
 from stacks.endpoint import EndpointArgs, EndpointComponent  # noqa: E402
 from stacks.identity import IdentityArgs, IdentityComponent  # noqa: E402

@@ -25,7 +25,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from rollout.contract import SITE_ID_PATTERN
+from rollout.core.contract import SITE_ID_PATTERN
 
 PROJECT: Final = "zt-rollout"
 REGION_KEY: Final = "aws:region"

@@ -4,7 +4,7 @@
 - The kitting and rollback SSM Command documents, rendered from ``templates/ssm/``; both end by
   writing the device's check-in to the check-in table.
 - The check-in table: partition key ``rollout_wave``, sort key ``device_id``, TTL on ``expires_at``,
-  point-in-time recovery on (names from ``rollout.contract``, which the orchestrator reads with).
+  point-in-time recovery on (names from ``rollout.core.contract``, which the orchestrator reads with).
 - The managed-node role for the site's hybrid activations: may write check-ins and the site's
   failure metrics, fetch agent installers and enrollment tokens, and nothing else.
 - Alarms on kitting failures and sign-in failures, and a dashboard of the site's rollout metrics.
@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 from pulumi_aws import cloudwatch, dynamodb, iam, ssm, verifiedaccess
 
-from rollout.contract import CHECKIN_PARTITION_KEY, CHECKIN_SORT_KEY, CHECKIN_TTL_ATTRIBUTE
+from rollout.core.contract import CHECKIN_PARTITION_KEY, CHECKIN_SORT_KEY, CHECKIN_TTL_ATTRIBUTE
 
 from .config import SiteConfig
 from .documents import (

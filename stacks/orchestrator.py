@@ -1,6 +1,6 @@
-"""The orchestrator's IAM role for one site, with the least-privilege policy from ``rollout.permissions``.
+"""The orchestrator's IAM role for one site, with the least-privilege policy from ``rollout.core.permissions``.
 
-The policy is built by :func:`rollout.permissions.orchestrator_policy` from the names this stack
+The policy is built by :func:`rollout.core.permissions.orchestrator_policy` from the names this stack
 created, so the role grants exactly what the orchestrator's AWS backend calls and nothing more:
 identity-store membership changes on the site's store and its two migration groups, SendCommand of
 the two migration documents on managed nodes tagged for the site, and reads of the command results,
@@ -20,7 +20,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi_aws import iam
 
-from rollout.permissions import SiteResources, orchestrator_policy
+from rollout.core.permissions import SiteResources, orchestrator_policy
 
 from .config import SiteConfig
 from .tags import site_tags

@@ -1,4 +1,4 @@
-"""Publish the site's contract (``rollout.contract.SiteContract``) as one SSM String parameter of JSON.
+"""Publish the site's contract (``rollout.core.contract.SiteContract``) as one SSM String parameter of JSON.
 
 The orchestrator reads ``/zt-rollout/<site>/contract`` with boto3 and never needs the Pulumi CLI.
 The JSON is validated by the same model the orchestrator parses it with, before it is written.
@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 from pulumi_aws import ssm
 
-from rollout.contract import OUTPUT_NAMES, SiteContract, contract_to_json
+from rollout.core.contract import OUTPUT_NAMES, SiteContract, contract_to_json
 
 from .tags import site_tags
 

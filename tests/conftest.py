@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from rollout import api
-from rollout.fleet import generate_fleet
-from rollout.inventory import Device, Inventory
-from rollout.plan import Plan, plan_waves
-from rollout.policy import Policy, parse_policy
+from rollout.plan import api
+from rollout.plan.fleet import generate_fleet
+from rollout.plan.inventory import Device, Inventory
+from rollout.plan.planner import Plan, plan_waves
+from rollout.plan.policy import Policy, parse_policy
 
 EXAMPLE_POLICY = api.examples_dir() / api.EXAMPLE_POLICY
 

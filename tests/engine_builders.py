@@ -10,11 +10,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from rollout.engine import Decision, Signals, Snapshot
-from rollout.fleet import generate_fleet
-from rollout.gates import RATE_SIGNALS, AlarmState, HealthReport
-from rollout.inventory import Device
-from rollout.model import (
+from rollout.core.engine import Decision, Signals, Snapshot
+from rollout.plan.fleet import generate_fleet
+from rollout.core.gates import RATE_SIGNALS, AlarmState, HealthReport
+from rollout.plan.inventory import Device
+from rollout.core.model import (
     MIGRATE_STEPS,
     Approval,
     DevicePhase,

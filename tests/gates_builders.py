@@ -6,9 +6,9 @@ import datetime as dt
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from rollout.gates import RATE_SIGNALS, AlarmState, HealthReport, WaveEvidence
-from rollout.inventory import Device
-from rollout.policy import GateSpec
+from rollout.core.gates import RATE_SIGNALS, AlarmState, HealthReport, WaveEvidence
+from rollout.plan.inventory import Device
+from rollout.plan.policy import GateSpec
 
 MIGRATED = dt.datetime(2025, 4, 1, 9, 0, tzinfo=dt.UTC)
 NOW = MIGRATED + dt.timedelta(hours=12)

@@ -14,12 +14,12 @@ from typing import Any
 
 import yaml
 
-from rollout import api
-from rollout.inventory import Device
-from rollout.operations import start_rollout
-from rollout.plan import plan_waves
-from rollout.planfile import plan_to_json
-from rollout.store import SqliteStore
+from rollout.plan import api
+from rollout.plan.inventory import Device
+from rollout.drive.operations import start_rollout
+from rollout.plan.planner import plan_waves
+from rollout.plan.planfile import plan_to_json
+from rollout.store.sqlite import SqliteStore
 from tests.conftest import example_policy_data, make_inventory, make_policy
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from rollout.awslocal.server import LocalAws
-from rollout.store_api import StateStore
+from rollout.store.api import StateStore
 
 REGION = "ap-northeast-1"
 TABLE = "zt-rollout-state"
@@ -52,7 +52,7 @@ def local_aws(local_aws_server: LocalAws, monkeypatch: pytest.MonkeyPatch) -> It
 @pytest.fixture
 def dynamodb_table(local_aws: LocalAws) -> str:
     """A fresh state table in moto's DynamoDB; returns its ``--state`` URL."""
-    from rollout.state import init_store
+    from rollout.store.factory import init_store
 
     url = f"dynamodb://{TABLE}?region={REGION}&cache=0"  # every read sees every write at once
     init_store(url)
@@ -60,7 +60,7 @@ def dynamodb_table(local_aws: LocalAws) -> str:
 
 
 def open_kind(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> OpenStore:
-    from rollout.state import open_store
+    from rollout.store.factory import open_store
 
     if kind == "sqlite":
         url = f"sqlite:{tmp_path / 'state.db'}"

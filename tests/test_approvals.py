@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from rollout.approvals import missing_roles
-from rollout.model import Approval, RolloutStatus, WavePhase, WaveState
+from rollout.core.approvals import missing_roles
+from rollout.core.model import Approval, RolloutStatus, WavePhase, WaveState
 
 NOW = dt.datetime(2027, 1, 12, 9, tzinfo=dt.UTC)
 STATUS = RolloutStatus("r", "p", "Tanaka", NOW, True)

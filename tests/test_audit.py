@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rollout.audit import event_hash
-from rollout.store import SqliteStore
+from rollout.core.audit import event_hash
+from rollout.store.sqlite import SqliteStore
 from tests.rollout_builders import T0, fresh_store, run_rollout
 
 EVENTS = 10_000

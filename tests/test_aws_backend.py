@@ -11,13 +11,13 @@ from typing import Any
 import boto3
 import pytest
 
-from rollout.aws.backend import ALL_STEPS, IDENTITY
+from rollout.backends.aws.backend import ALL_STEPS, IDENTITY
 from rollout.awslocal.audit import mutations
 from rollout.awslocal.site import IDENTITY_STORE
 from rollout.backends import NOT_DISPATCHED
-from rollout.engine import migration_errors_left
+from rollout.core.engine import migration_errors_left
 from rollout.errors import PermissionDeniedError
-from rollout.model import DevicePhase, DeviceState, WavePhase, WaveState
+from rollout.core.model import DevicePhase, DeviceState, WavePhase, WaveState
 from tests.aws_builders import Faults, backend, fast_botocore_backoff, managed_fleet, provisioned
 from tests.store_builders import local_aws, local_aws_server
 
@@ -243,7 +243,7 @@ def test_the_identity_store_lives_in_the_identity_center_region() -> None:
 
 
 def test_the_backend_calls_only_what_the_orchestrator_role_grants() -> None:
-    from rollout.permissions import OPERATOR_ACTIONS, required_actions
+    from rollout.core.permissions import OPERATOR_ACTIONS, required_actions
 
     devices, contracts = provisioned(60)
     aws = backend(contracts)

@@ -1,4 +1,4 @@
-"""The rules every AWS call follows (rollout.aws.calls), table-driven against a fake client and clock."""
+"""The rules every AWS call follows (rollout.backends.aws.calls), table-driven against a fake client and clock."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.retries.standard import ThrottledRetryableChecker, TransientRetryableChecker
 
-from rollout.aws.calls import (
+from rollout.backends.aws.calls import (
     ACCESS_DENIED_CODES,
     HANDLED_CODES,
     THROTTLING_CODES,

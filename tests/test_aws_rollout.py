@@ -15,16 +15,16 @@ from pathlib import Path
 import boto3
 import pytest
 
-from rollout import api
+from rollout.plan import api
 from rollout.awslocal.audit import mutations
 from rollout.awslocal.server import FAKE_KEY, FAKE_SECRET, LocalAws
 from rollout.awslocal.site import CONTRACTS_SOURCE, IDENTITY_STORE, provision
 from rollout.backends.factory import aws_settings
 from rollout.backends.simulator import load_scenario
-from rollout.model import DevicePhase, RolloutPhase
-from rollout.rehearse import rehearse
-from rollout.state import open_store
-from rollout.store import SqliteStore
+from rollout.core.model import DevicePhase, RolloutPhase
+from rollout.drive.rehearse import rehearse
+from rollout.store.factory import open_store
+from rollout.store.sqlite import SqliteStore
 from tests.aws_builders import FAST, Faults, fast_botocore_backoff
 from tests.aws_rollout_builders import AwsRollout, drive, start_aws_rollout
 from tests.rollout_builders import ROOT, cli_env, rollout_cmd, write_rehearsal_files
@@ -54,10 +54,10 @@ def check_end_state(rollout: AwsRollout) -> None:
     seen = mutations(rollout.contracts)
     assert seen.duplicate_commands == 0, seen.duplicate_commands
     assert seen.duplicate_membership_changes == 0
-    store = open_store(rollout.state)
+    store = open_store(rollout.store.factory)
     devices = store.devices(rollout.rollout_id)
     assert {d.phase for d in devices.values()} <= SETTLED | ON_ZERO_TRUST
-    on = {rollout.inventory[d].user for d, s in devices.items() if s.phase in ON_ZERO_TRUST}
+    on = {rollout.plan.inventory[d].user for d, s in devices.items() if s.phase in ON_ZERO_TRUST}
     assert users_in_groups(rollout) == on  # exactly the users whose devices are on zero trust
     assert store.verify_audit(rollout.rollout_id).ok
     store.close()
@@ -80,7 +80,7 @@ def test_killed_after_each_kind_of_mutating_call_resumes_with_one_effective_muta
     assert finished.returncode == 0, finished.stderr
     assert killed >= 8, f"only {killed} of {len(kills)} kills happened"
     check_end_state(rollout)
-    store = open_store(rollout.state)
+    store = open_store(rollout.store.factory)
     waves = {w.name: w.phase.value for w in store.waves(rollout.rollout_id)}
     assert waves["canary"] == "passed" and waves["wave-3"] == "rolled_back"  # the scenario's outcome
     store.close()
@@ -211,7 +211,7 @@ def test_ten_thousand_devices_through_throttling_5xx_and_timeouts_lose_and_repea
     settings["local_fleet"] = {"scenario": scenario.model_dump(mode="json"), "world": str(tmp_path / "devices.db")}
     faults = Faults(throttle=0.30, unavailable=0.05, timeout=0.02, seed=2027)
     store = SqliteStore(tmp_path / "state.db")
-    from rollout.planfile import plan_to_json
+    from rollout.plan.planfile import plan_to_json
 
     result = rehearse(tmp_path / "state.db", plan_to_json(planned.plan), inventory, scenario,
                       start=dt.datetime(2027, 1, 12, 9, tzinfo=dt.UTC), store=store, backend=settings,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from rollout import api
-from rollout.cli import cli
-from rollout.lease import acquire_lease
-from rollout.store import SqliteStore
+from rollout.plan import api
+from rollout.cli.main import cli
+from rollout.store.lease import acquire_lease
+from rollout.store.sqlite import SqliteStore
 
 CONTRACTS = api.examples_dir() / "contracts"
 
@@ -109,7 +109,7 @@ def test_a_rollout_moves_between_state_files_unless_a_driver_holds_it(planned: C
     lease = acquire_lease(store, store.rollout_ids()[0], "driver", time.time())
     refused = invoke("state", "migrate", "--state", source, "--to", target)
     assert refused.exit_code == 2 and "is being driven by driver" in refused.output
-    from rollout.lease import release_lease
+    from rollout.store.lease import release_lease
 
     release_lease(store, lease, time.time())
     moved = invoke("state", "migrate", "--state", source, "--to", target)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rollout.cli import cli
+from rollout.cli.main import cli
 from tests.conftest import EXAMPLE_POLICY
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from rollout.cli import cli
+from rollout.cli.main import cli
 
 WAVES = [
     {"name": "canary", "canary": True, "size": 40, "bake": "1d", "approvals": ["pm", "security"]},

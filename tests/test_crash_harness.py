@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from rollout.backends.simulator import Scenario, Simulator
-from rollout.rehearse import world_path
+from rollout.drive.rehearse import world_path
 from tests.rollout_builders import (
     ROOT,
     SCENARIO,

@@ -9,10 +9,10 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from rollout.cli import cli
-from rollout.diff import diff_plans
-from rollout.plan import PLAN_SCHEMA
-from rollout.planfile import PlanDoc
+from rollout.cli.main import cli
+from rollout.plan.diff import diff_plans
+from rollout.plan.planner import PLAN_SCHEMA
+from rollout.plan.planfile import PlanDoc
 
 
 def doc(waves: dict[str, list[str]], completion: str = "2027-03-01", covered: int = 10) -> PlanDoc:

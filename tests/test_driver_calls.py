@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from rollout.driver import Driver, SimulatedClock
-from rollout.engine import Signals
-from rollout.inventory import Device
-from rollout.lease import LeaseHeldError, acquire_lease, force_unlock
-from rollout.model import DevicePhase, WavePhase
-from rollout.operations import approve, request_rollback
-from rollout.recorder import StepResult
-from rollout.store_api import StaleWriterError
+from rollout.drive.driver import Driver, SimulatedClock
+from rollout.core.engine import Signals
+from rollout.plan.inventory import Device
+from rollout.store.lease import LeaseHeldError, acquire_lease, force_unlock
+from rollout.core.model import DevicePhase, WavePhase
+from rollout.drive.operations import approve, request_rollback
+from rollout.drive.recorder import StepResult
+from rollout.store.api import StaleWriterError
 from tests.rollout_builders import T0, fresh_store
 
 
@@ -68,7 +68,7 @@ def test_the_lease_is_kept_while_a_call_outlasts_it(tmp_path: Path) -> None:
 
     def try_to_take_it() -> None:
         time.sleep(3.0)  # past the driver's 2 s lease, had it not been renewed
-        from rollout.store import SqliteStore
+        from rollout.store.sqlite import SqliteStore
 
         second = SqliteStore(tmp_path / "state.db")
         try:
@@ -90,7 +90,7 @@ def test_a_lease_lost_during_a_call_stops_the_backend(tmp_path: Path) -> None:
     store, rid = approved(tmp_path)
 
     def steal() -> None:
-        from rollout.store import SqliteStore
+        from rollout.store.sqlite import SqliteStore
 
         def later() -> None:
             time.sleep(0.3)
@@ -117,7 +117,7 @@ def test_a_rollback_that_lands_during_a_tick_stops_its_next_batches(tmp_path: Pa
 
     def roll_back_once() -> None:
         if backend.calls == 1:
-            from rollout.store import SqliteStore
+            from rollout.store.sqlite import SqliteStore
 
             second = SqliteStore(tmp_path / "state.db")
             request_rollback(second, rid, "canary", "pm", "printing broke", T0)

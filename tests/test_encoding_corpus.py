@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.inventory_builders import csv_text, device_row, fleet_rows
-from rollout.cli import cli
-from rollout.encoding import decode_inventory_bytes
+from rollout.cli.main import cli
+from rollout.plan.encoding import decode_inventory_bytes
 from rollout.errors import InventoryError
-from rollout.inventory import load_inventory
+from rollout.plan.inventory import load_inventory
 
 ROWS = fleet_rows(40)
 TEXT = csv_text(ROWS)

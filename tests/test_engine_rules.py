@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from rollout.backends.simulator import Scenario, Simulator
-from rollout.driver import Driver, SimulatedClock
-from rollout.engine import decide
-from rollout.model import DevicePhase, IssueStatus, RolloutPhase, Severity, WavePhase
-from rollout.operations import approve, request_rollback, start_rollout
-from rollout.store import SqliteStore
+from rollout.drive.driver import Driver, SimulatedClock
+from rollout.core.engine import decide
+from rollout.core.model import DevicePhase, IssueStatus, RolloutPhase, Severity, WavePhase
+from rollout.drive.operations import approve, request_rollback, start_rollout
+from rollout.store.sqlite import SqliteStore
 from tests.engine_builders import (
     FULL_STEPS,
     HOUR,

@@ -34,19 +34,19 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from rollout import approvals as approvals_module
-from rollout import engine
+from rollout.core import approvals as approvals_module
+from rollout.core import engine
 from rollout.backends.simulator import Scenario, Simulator
-from rollout.driver import Driver, SimulatedClock
-from rollout.engine import Call, Signals
+from rollout.drive.driver import Driver, SimulatedClock
+from rollout.core.engine import Call, Signals
 from rollout.errors import RolloutError
-from rollout.gates import AlarmState
-from rollout.inventory import Device
-from rollout.model import MIGRATE_STEPS, DevicePhase, WavePhase
-from rollout.operations import add_issue, approve, pause, request_rollback, resume, set_issue, start_rollout
-from rollout.recorder import StepResult
-from rollout.selectors import Selector
-from rollout.store import SqliteStore, iso
+from rollout.core.gates import AlarmState
+from rollout.plan.inventory import Device
+from rollout.core.model import MIGRATE_STEPS, DevicePhase, WavePhase
+from rollout.drive.operations import add_issue, approve, pause, request_rollback, resume, set_issue, start_rollout
+from rollout.drive.recorder import StepResult
+from rollout.core.selectors import Selector
+from rollout.store.sqlite import SqliteStore, iso
 from tests.engine_builders import NOW, STARTER, fleet, wave_name
 
 D, W = DevicePhase, WavePhase
@@ -99,7 +99,7 @@ def make_plan() -> tuple[dict[str, Any], dict[str, Device]]:
 
 
 def approved_under_the_rules(wave: Any, rows: list[sqlite3.Row], starter: str) -> bool:
-    """The approval rule, read independently of rollout.approvals: each required role filled by a
+    """The approval rule, read independently of rollout.core.approvals: each required role filled by a
     different person who approved this wave's name and current hash and did not start the rollout."""
     valid = {(r["by_whom"], r["role"]) for r in rows
              if r["wave"] == wave.name and r["wave_hash"] == wave.hash and r["by_whom"] != starter}

@@ -1,4 +1,4 @@
-"""The triage gate's rules (rollout.gates), table-driven: verdicts, evidence, stragglers, cohorts, Fisher."""
+"""The triage gate's rules (rollout.core.gates), table-driven: verdicts, evidence, stragglers, cohorts, Fisher."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from rollout.fleet import generate_fleet
-from rollout.gates import (
+from rollout.plan.fleet import generate_fleet
+from rollout.core.gates import (
     GateDecision,
     Verdict,
     WaveEvidence,
@@ -19,7 +19,7 @@ from rollout.gates import (
     fisher_exact_greater,
     worst,
 )
-from rollout.inventory import Device
+from rollout.plan.inventory import Device
 from tests.gates_builders import (
     LONG_AGO,
     NOW,

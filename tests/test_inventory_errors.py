@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from rollout.cli import cli
+from rollout.cli.main import cli
 from tests.inventory_builders import csv_text, device_row, json_text, jsonl_text
 
 PLAN_BEFORE = b'{"plan_hash": "the reviewed plan"}\n'
@@ -145,7 +145,7 @@ def test_the_installed_console_script_exits_2_with_the_problems(tmp_path: Path, 
     inventory = tmp_path / filename
     inventory.write_bytes(text.encode("cp932"))
     out = tmp_path / "plan.json"
-    script = Path(sys.executable).parent / "rollout"  # [project.scripts] rollout = "rollout.cli:main"
+    script = Path(sys.executable).parent / "rollout"  # [project.scripts] rollout = "rollout.cli.main:main"
     done = subprocess.run([str(script), "plan", "--inventory", str(inventory), "--policy", str(policy),
                            "--out", str(out)], capture_output=True, timeout=120, check=False)
     stderr = done.stderr.decode("utf-8")

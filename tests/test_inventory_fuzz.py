@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rollout.errors import InventoryError, RolloutError
-from rollout.inventory import Inventory, parse_inventory
+from rollout.plan.inventory import Inventory, parse_inventory
 from tests.inventory_builders import csv_text, device_row, json_text, jsonl_text
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,

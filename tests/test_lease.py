@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from rollout.engine import Decision, WaveMove
+from rollout.core.engine import Decision, WaveMove
 from rollout.errors import InputError
-from rollout.lease import Lease, LeaseHeldError, acquire_lease, force_unlock, release_lease, renew_lease
-from rollout.model import WavePhase
-from rollout.recorder import Intent, StepResult, apply_decision, finish_intent, record_intent
-from rollout.store import SqliteStore, StaleWriterError
+from rollout.store.lease import Lease, LeaseHeldError, acquire_lease, force_unlock, release_lease, renew_lease
+from rollout.core.model import WavePhase
+from rollout.drive.recorder import Intent, StepResult, apply_decision, finish_intent, record_intent
+from rollout.store.sqlite import SqliteStore, StaleWriterError
 from tests.rollout_builders import T0, ROOT, cli_env, fresh_store, rollout_cmd, run_rollout, write_rehearsal_files
 
 ROUNDS = 300

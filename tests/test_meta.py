@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from rollout import api
-from rollout.cli import cli
-from rollout.fleet import EXTRA_COLUMNS, iter_fleet
-from rollout.inventory import write_inventory_csv
+from rollout.plan import api
+from rollout.cli.main import cli
+from rollout.plan.fleet import EXTRA_COLUMNS, iter_fleet
+from rollout.plan.inventory import write_inventory_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 

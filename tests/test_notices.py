@@ -18,11 +18,11 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from rollout.cli import cli
+from rollout.cli.main import cli
 from rollout.errors import RolloutError
-from rollout.model import DevicePhase, DeviceState
-from rollout.notices import Helpdesk, date_en, date_ja, deliver, make_notices, plan_notices, wave_recipients
-from rollout.store import SqliteStore
+from rollout.core.model import DevicePhase, DeviceState
+from rollout.reports.notices import Helpdesk, date_en, date_ja, deliver, make_notices, plan_notices, wave_recipients
+from rollout.store.sqlite import SqliteStore
 from tests.report_builders import Rehearsed, rehearsed, write_yaml
 
 __all__ = ["rehearsed"]  # the session fixture, imported for pytest

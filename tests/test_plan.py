@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollout.assign import last_tag_rank
+from rollout.plan.assign import last_tag_rank
 from rollout.errors import InfeasiblePlanError
-from rollout.fleet import generate_fleet
-from rollout.inventory import Device
-from rollout.plan import Plan, plan_waves
+from rollout.plan.fleet import generate_fleet
+from rollout.plan.inventory import Device
+from rollout.plan.planner import Plan, plan_waves
 from tests.conftest import make_inventory, make_plan, make_policy
 
 WAVES = [

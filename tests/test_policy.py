@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rollout.cli import cli
+from rollout.cli.main import cli
 from rollout.errors import PolicyError
-from rollout.policy import WaveSize, load_policy, parse_duration, parse_policy
+from rollout.plan.policy import WaveSize, load_policy, parse_duration, parse_policy
 from tests.conftest import EXAMPLE_POLICY
 
 EXAMPLE = EXAMPLE_POLICY.read_text(encoding="utf-8")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from rollout import api
-from rollout.aws.contracts import resolve_contracts
-from rollout.aws.pulumi_cli import stack_outputs
-from rollout.contract import ContractError
+from rollout.plan import api
+from rollout.backends.aws.contracts import resolve_contracts
+from rollout.backends.aws.pulumi_cli import stack_outputs
+from rollout.core.contract import ContractError
 from rollout.errors import SiteContractError
 
 TOKYO = json.loads((api.examples_dir() / "contracts" / "tokyo.json").read_text(encoding="utf-8"))

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from rollout.audit import Event
-from rollout.charts import nice_ceiling, signals_floor
-from rollout.cli import cli
+from rollout.core.audit import Event
+from rollout.reports.charts import nice_ceiling, signals_floor
+from rollout.cli.main import cli
 from rollout.errors import InputError
-from rollout.report import (
+from rollout.reports.report import (
     GROUP_OF,
     ReportInput,
     breakdown,
@@ -26,11 +26,11 @@ from rollout.report import (
     report_view,
     when,
 )
-from rollout.report_light import Light, assess_light
-from rollout.report_text import labels
-from rollout.status import status_json
-from rollout.store import SqliteStore
-from rollout.timeline import migration_timeline
+from rollout.reports.light import Light, assess_light
+from rollout.reports.text import labels
+from rollout.reports.status import status_json
+from rollout.store.sqlite import SqliteStore
+from rollout.core.timeline import migration_timeline
 from tests.report_builders import Rehearsed, issue_doc, rehearsed, status_doc, wave_doc
 from tests.rollout_builders import fresh_store
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rollout.charts import SERIES_COLOURS
-from rollout.report import make_report
-from rollout.report_light import assess_light
-from rollout.report_text import labels
-from rollout.status import status_json
-from rollout.store import SqliteStore
+from rollout.reports.charts import SERIES_COLOURS
+from rollout.reports.report import make_report
+from rollout.reports.light import assess_light
+from rollout.reports.text import labels
+from rollout.reports.status import status_json
+from rollout.store.sqlite import SqliteStore
 from tests.report_builders import Chromium, Rehearsed, chromium, rehearsed
 
 __all__ = ["chromium", "rehearsed"]  # fixtures, imported for pytest

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from rollout.policy import Blackout, Helpdesk, MonthlyWindow
-from rollout.schedule import blackout_applies, plan_schedule
+from rollout.plan.policy import Blackout, Helpdesk, MonthlyWindow
+from rollout.plan.schedule import blackout_applies, plan_schedule
 from tests.conftest import make_policy
 
 D = dt.date

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import rollout.store
+import rollout.store.sqlite
 from rollout.errors import InputError
-from rollout.store import SqliteStore, filesystem_type
-from rollout.store_schema import MIGRATIONS
+from rollout.store.sqlite import SqliteStore, filesystem_type
+from rollout.store.schema import MIGRATIONS
 from tests.rollout_builders import T0, fresh_store
 
 WRITES = 300
@@ -81,14 +81,14 @@ def _open_and_close(path: Path) -> None:
 @pytest.mark.parametrize("kind", ["nfs", "nfs4", "cifs", "smb3", "fuse.sshfs"])
 def test_a_state_file_on_a_network_filesystem_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          kind: str) -> None:
-    monkeypatch.setattr(rollout.store, "filesystem_type", lambda path: kind)
+    monkeypatch.setattr(rollout.store.sqlite, "filesystem_type", lambda path: kind)
     with pytest.raises(InputError, match=f"on a {kind} network filesystem.*local disk"):
         SqliteStore(tmp_path / "share" / "state.db")
     assert not (tmp_path / "share" / "state.db").exists()
 
 
 def test_a_state_file_on_a_local_filesystem_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rollout.store, "filesystem_type", lambda path: "ext4")
+    monkeypatch.setattr(rollout.store.sqlite, "filesystem_type", lambda path: "ext4")
     SqliteStore(tmp_path / "state.db").close()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 
 from rollout.awslocal.server import MEMBERSHIP_LOG
-from rollout.contract import SiteContract
+from rollout.core.contract import SiteContract
 
 
 @dataclass

@@ -21,10 +21,10 @@ from typing import Any
 import boto3
 
 from rollout.backends.simulator import FaultOdds, Scenario, uniform
-from rollout.contract import SiteContract
-from rollout.engine import Signals
-from rollout.inventory import Device
-from rollout.recorder import StepResult
+from rollout.core.contract import SiteContract
+from rollout.core.engine import Signals
+from rollout.plan.inventory import Device
+from rollout.drive.recorder import StepResult
 
 FAILED_CHECK = {"kitting": "edr_agent_running", "ztna": "ztna_agent_running", "signin": "signin_portal_reachable",
                 "app": "private_apps_reachable", "migrate": "aws_cli_present"}

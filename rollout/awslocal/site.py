@@ -2,7 +2,7 @@
 
 Per site: the pilot and migrated groups in the (one, organisation-wide) identity store, the kitting
 and rollback documents rendered by the stack's own code (``stacks.documents``), the check-in table,
-the two alarms, the orchestrator role with the least-privilege policy from ``rollout.permissions``,
+the two alarms, the orchestrator role with the least-privilege policy from ``rollout.core.permissions``,
 and the contract as the SSM parameter ``/zt-rollout/<site>/contract``. The directory's users (which
 IAM Identity Center would sync from the company's IdP) are seeded straight into moto.
 Osaka lives in ap-northeast-3, like the real disaster-recovery data centre; the rest in Tokyo.
@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from rollout.contract import (
+from rollout.core.contract import (
     CHECKIN_PARTITION_KEY,
     CHECKIN_SORT_KEY,
     DEVICE_SITE_TAG_KEY,
@@ -26,8 +26,8 @@ from rollout.contract import (
     contract_parameter_name,
     contract_to_json,
 )
-from rollout.inventory import Device
-from rollout.permissions import SiteResources, orchestrator_policy
+from rollout.plan.inventory import Device
+from rollout.core.permissions import SiteResources, orchestrator_policy
 
 ACCOUNT = "123456789012"  # moto's account
 IDENTITY_STORE = "d-0a11c0ffee"

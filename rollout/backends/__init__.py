@@ -1,5 +1,9 @@
-"""Backends carry out migrations and report telemetry. Two implement ``Backend``: the rehearsal
-simulator (``rollout.backends.simulator``) and AWS (``rollout.aws.backend``).
+"""Backends carry out migrations and report telemetry.
+
+This layer may import ``rollout.store``, ``rollout.plan``, ``rollout.core`` and the foundation;
+never the driver or a face, nor the local AWS emulation (the demo hands its fleet in).
+ Two implement ``Backend``: the rehearsal
+simulator (``rollout.backends.simulator``) and AWS (``rollout.backends.aws.backend``).
 
 Contract: ``migrate`` and ``revert`` are idempotent per ``(op_id, device, step)``: running the same
 operation again after a crash (``replay=True``) changes nothing twice. Each returns one StepResult
@@ -20,9 +24,9 @@ import datetime as dt
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
-from rollout.engine import Signals
-from rollout.inventory import Device
-from rollout.recorder import StepResult
+from rollout.core.engine import Signals
+from rollout.plan.inventory import Device
+from rollout.drive.recorder import StepResult
 
 Progress = Callable[[int, int], None]
 Abort = Callable[[], bool]

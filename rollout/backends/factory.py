@@ -4,8 +4,8 @@ Settings (``StateStore.backend_settings``), one of:
 
 - ``{"backend": "simulator", "scenario": {...}, "world": PATH}``: the rehearsal simulator.
 - ``{"backend": "aws", "contracts": {"source": SOURCE, "sites": {site: contract}}, "aws": {...}}``:
-  the AWS backend with the contracts resolved at start (``rollout.aws.contracts``) and its call
-  settings (``rollout.aws.clients.AwsSettings``); with ``"local_fleet": {"scenario", "world"}`` the
+  the AWS backend with the contracts resolved at start (``rollout.backends.aws.contracts``) and its call
+  settings (``rollout.backends.aws.clients.AwsSettings``); with ``"local_fleet": {"scenario", "world"}`` the
   simulated devices of the local AWS emulation answer its commands (``rollout demo --aws-local``).
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 from rollout.backends import Backend
 from rollout.backends.simulator import Scenario, Simulator
-from rollout.contract import ContractError, SiteContract, load_contract
+from rollout.core.contract import ContractError, SiteContract, load_contract
 from rollout.errors import InputError, Problem, ProblemsError, SiteContractError
-from rollout.inventory import Device
-from rollout.store_api import StateStore
+from rollout.plan.inventory import Device
+from rollout.store.api import StateStore
 
 
 def simulator_settings(scenario: Scenario, world: Path) -> dict[str, Any]:
@@ -36,8 +36,8 @@ def aws_settings(source: str, devices: Mapping[str, Device], aws: Mapping[str, A
                  contracts: Mapping[str, SiteContract] | None = None) -> dict[str, Any]:
     """The AWS backend's settings for a rollout of ``devices``: every site needs a contract, every
     device a managed node; every problem is reported together (``inventory.csv: D1: instance_id: ...``)."""
-    from rollout.aws.clients import AwsSettings
-    from rollout.aws.contracts import resolve_contracts
+    from rollout.backends.aws.clients import AwsSettings
+    from rollout.backends.aws.contracts import resolve_contracts
 
     settings = AwsSettings.model_validate(dict(aws))
     resolved = dict(contracts) if contracts is not None else resolve_contracts(source, {d.site for d in devices.values()})
@@ -77,8 +77,8 @@ def recorded_contracts(settings: Mapping[str, Any]) -> dict[str, SiteContract]:
 
 
 def _aws(store: StateStore, rollout_id: str, settings: Mapping[str, Any], session_factory: Any) -> Backend:
-    from rollout.aws.backend import AwsBackend
-    from rollout.aws.clients import AwsSettings
+    from rollout.backends.aws.backend import AwsBackend
+    from rollout.backends.aws.clients import AwsSettings
 
     contracts = recorded_contracts(settings)
     waves = store.waves(rollout_id)

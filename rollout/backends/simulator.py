@@ -25,15 +25,15 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rollout.engine import Signals
+from rollout.core.engine import Signals
 from rollout.backends import NOT_DISPATCHED, Abort, Progress
 from rollout.errors import InputError
-from rollout.gates import HealthReport
-from rollout.inventory import Device
-from rollout.model import MIGRATE_STEPS, ROLLBACK_STEPS
-from rollout.policy import Duration, format_key_path
-from rollout.recorder import StepResult
-from rollout.selectors import Selector
+from rollout.core.gates import HealthReport
+from rollout.plan.inventory import Device
+from rollout.core.model import MIGRATE_STEPS, ROLLBACK_STEPS
+from rollout.plan.policy import Duration, format_key_path
+from rollout.drive.recorder import StepResult
+from rollout.core.selectors import Selector
 
 CHECKS = ("kitting", "signin", "ztna", "app")
 

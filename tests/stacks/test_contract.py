@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.contract import (
+from rollout.core.contract import (
     OUTPUT_NAMES,
     CheckIn,
     ContractError,
@@ -78,7 +78,7 @@ def test_check_in_with_wrong_dynamodb_type_names_the_attribute() -> None:
 
 
 def test_stacks_readme_documents_every_output_and_every_iam_action() -> None:
-    from rollout.permissions import required_actions
+    from rollout.core.permissions import required_actions
 
     readme = (Path(__file__).resolve().parents[2] / "stacks" / "README.md").read_text(encoding="utf-8")
     missing = [f"`{name}`" for name in OUTPUT_NAMES if f"| `{name}` |" not in readme]

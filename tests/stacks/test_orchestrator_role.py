@@ -1,12 +1,12 @@
-"""The orchestrator role's policy, as the program builds it, grants exactly what rollout.permissions lists."""
+"""The orchestrator role's policy, as the program builds it, grants exactly what rollout.core.permissions lists."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from rollout.contract import DEVICE_SITE_TAG_KEY
-from rollout.permissions import ORCHESTRATOR_GRANTS, required_actions, write_actions
+from rollout.core.contract import DEVICE_SITE_TAG_KEY
+from rollout.core.permissions import ORCHESTRATOR_GRANTS, required_actions, write_actions
 
 from .conftest import ACCOUNT_ID, ProgramRun
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from rollout.contract import (
+from rollout.core.contract import (
     CHECK_SIGNALS,
     CHECKIN_PARTITION_KEY,
     CHECKIN_SORT_KEY,

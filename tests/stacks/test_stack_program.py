@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rollout.contract import (
+from rollout.core.contract import (
     CHECKIN_PARTITION_KEY,
     CHECKIN_SORT_KEY,
     CHECKIN_TTL_ATTRIBUTE,

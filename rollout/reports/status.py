@@ -1,0 +1,108 @@
+"""``rollout status``: the rollout as data (schema ``zt-rollout/status/v1``) and as a terminal table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from rollout.core.approvals import missing_roles, valid_approvals
+from rollout.core.model import rollout_phase
+from rollout.drive.operations import issues_holding
+from rollout.store.api import StateStore
+
+STATUS_SCHEMA = "zt-rollout/status/v1"
+PHASE_STYLE = {"passed": "green", "rolled_back": "red", "failed": "red", "rolling_back": "red", "held": "yellow",
+               "baking": "cyan", "applying": "cyan"}
+
+
+def status_json(store: StateStore, rollout_id: str) -> dict[str, Any]:
+    status = store.status(rollout_id)
+    waves = store.waves(rollout_id)
+    devices = store.devices(rollout_id)
+    approvals = store.approvals(rollout_id)
+    counts: dict[int, Counter[str]] = {}
+    for device in devices.values():
+        counts.setdefault(device.wave, Counter())[device.phase.value] += 1
+    last_record: dict[str, dict[str, Any]] = {}
+    for record in store.decisions(rollout_id):
+        last_record[record["wave"]] = record
+    holding = dict(issues_holding(store, rollout_id))
+    lease = store.lease_row(rollout_id)
+    events, head_hash = store.audit_head(rollout_id)
+    return {
+        "schema": STATUS_SCHEMA,
+        "rollout": rollout_id,
+        "phase": rollout_phase(status, waves).value,
+        "plan_hash": status.plan_hash,
+        "started_by": status.started_by,
+        "started_at": status.started_at.isoformat(),
+        "paused": {"paused": status.paused, "reason": status.pause_reason},
+        "halted": {"halted": status.halted, "reason": status.halt_reason},
+        "devices": dict(sorted(Counter(d.phase.value for d in devices.values()).items())),
+        "waves": [
+            {
+                "index": w.index, "name": w.name, "canary": w.canary, "phase": w.phase.value, "hash": w.hash,
+                "phase_since": w.phase_since.isoformat(),
+                "devices": dict(sorted(counts.get(w.index, Counter()).items())),
+                "approvals": {
+                    "required": list(w.approvals_required),
+                    "valid": [{"by": a.by, "role": a.role, "at": a.at.isoformat(), "hash": a.wave_hash}
+                              for a in valid_approvals(w, approvals, status)],
+                    "missing": list(missing_roles(w, approvals, status)),
+                },
+                "gate": last_record.get(w.name),
+            }
+            for w in waves
+        ],
+        "issues": [
+            {"id": i.id, "title": i.title, "selector": i.selector,
+             "severity": i.severity.value if i.severity else None, "status": i.status.value,
+             "reported_during": i.reported_during, "reported_by": i.reported_by,
+             "decided_by": i.decided_by, "auto": i.auto, "holds_devices": holding.get(i.id, 0)}
+            for i in store.issues(rollout_id)
+        ],
+        "lease": None if lease is None else {"holder": lease.holder, "host": lease.host, "pid": lease.pid,
+                                             "fence": lease.fence, "lease_id": lease.lease_id},
+        "audit": {"events": events, "head_hash": head_hash},
+    }
+
+
+def gate_summary(gate: dict[str, Any]) -> str:
+    """'pass: coverage 100% (49/49); kitting 1.00 signin 1.00 ...; held: model=X' for one line of a table."""
+    figures = " ".join(f"{s['name']} {s['value']:.2f}" if s["value"] is not None else f"{s['name']} -"
+                       for s in gate.get("signals", []))
+    text = f"{gate['verdict']}: coverage {gate['coverage']:.0%} ({gate['reported']}/{gate['expected']}); {figures}"
+    cohorts = [c["selector"] for c in gate.get("failing_cohorts", [])]
+    return text + (f"; cohorts rolled back: {', '.join(cohorts)}" if cohorts else "")
+
+
+def status_table(data: dict[str, Any]) -> Group:
+    head = Text(f"Rollout {data['rollout']}: {data['phase'].upper()}", style="bold")
+    parts: list[RenderableType] = [head]
+    if data["halted"]["halted"]:
+        parts.append(Text(f"halted: {data['halted']['reason']}", style="red"))
+    if data["paused"]["paused"]:
+        parts.append(Text(f"paused: {data['paused']['reason']}", style="yellow"))
+    table = Table(box=box.SIMPLE_HEAVY)
+    for column in ("wave", "phase", "devices", "approvals", "gate"):
+        table.add_column(column)
+    for w in data["waves"]:
+        devices = ", ".join(f"{k} {v:,}" for k, v in w["devices"].items())
+        approvals = ", ".join(f"{a['by']} ({a['role']})" for a in w["approvals"]["valid"])
+        if w["approvals"]["missing"]:
+            approvals += ("; " if approvals else "") + "missing: " + ", ".join(w["approvals"]["missing"])
+        gate = gate_summary(w["gate"]["gate"]) if w["gate"] else ""
+        table.add_row(w["name"], Text(w["phase"], style=PHASE_STYLE.get(w["phase"], "")), devices, approvals, gate)
+    parts.append(table)
+    for issue in data["issues"]:
+        parts.append(Text(f"#{issue['id']} [{issue['severity'] or 'UNTRIAGED'} / {issue['status']}] {issue['title']} "
+                          f"({issue['selector']}; holds {issue['holds_devices']:,} devices)"))
+    if data["lease"]:
+        lease = data["lease"]
+        parts.append(Text(f"driven by {lease['holder']} on {lease['host']} (pid {lease['pid']}, fence {lease['fence']})"))
+    return Group(*parts)
