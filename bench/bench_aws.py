@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rollout.awslocal.server import FAKE_KEY, FAKE_SECRET, REGION  # noqa: E402
 from rollout.backends.aws.backend import AwsBackend  # noqa: E402
 from rollout.backends.aws.clients import AwsSettings  # noqa: E402
-from rollout.awslocal.server import FAKE_KEY, FAKE_SECRET, REGION  # noqa: E402
 from rollout.plan.fleet import generate_fleet  # noqa: E402
 
 UNLIMITED = {"identitystore": 0.0, "ssm": 0.0, "dynamodb": 0.0, "cloudwatch": 0.0, "sts": 0.0}
@@ -73,12 +73,12 @@ def migrate_rate(devices: int, concurrency: int, latency: float) -> tuple[float,
 
 
 def store_figures(devices: int) -> dict[str, float]:
-    from rollout.core.engine import Decision, DeviceMove
+    from rollout.core.decision import Decision, DeviceMove
     from rollout.core.model import DevicePhase
     from rollout.drive.operations import start_rollout
+    from rollout.drive.recorder import apply_decision
     from rollout.plan.planfile import plan_to_json
     from rollout.plan.planner import plan_waves
-    from rollout.drive.recorder import apply_decision
     from rollout.store.factory import init_store, open_store
     from tests.conftest import make_inventory, make_policy
 

@@ -30,8 +30,7 @@ def measure(n: int, repeat: int) -> dict[str, float]:
 
     from rollout.plan.api import examples_dir
     from rollout.plan.fleet import EXTRA_COLUMNS, iter_fleet
-    from rollout.plan.inventory import write_inventory_csv
-    from rollout.plan.inventory import parse_inventory
+    from rollout.plan.inventory import parse_inventory, write_inventory_csv
     from rollout.plan.planner import plan_waves
     from rollout.plan.policy import load_policy
 

@@ -31,12 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def measure(n: int) -> dict[str, float]:
-    from rollout.plan import api
     from rollout.backends.simulator import load_scenario
+    from rollout.drive.rehearse import rehearse
+    from rollout.plan import api
     from rollout.plan.planfile import plan_to_json
     from rollout.plan.planner import plan_waves
     from rollout.plan.policy import load_policy
-    from rollout.drive.rehearse import rehearse
 
     work = Path(tempfile.mkdtemp())
     fleet = work / "fleet.csv"

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rollout.plan import api  # noqa: E402
 from rollout.backends.simulator import load_scenario  # noqa: E402
-from rollout.plan.planfile import plan_to_json  # noqa: E402
 from rollout.drive.rehearse import rehearse  # noqa: E402
+from rollout.plan import api  # noqa: E402
+from rollout.plan.planfile import plan_to_json  # noqa: E402
 from rollout.reports.report import make_report  # noqa: E402
 from rollout.store.sqlite import SqliteStore  # noqa: E402
 

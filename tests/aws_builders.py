@@ -24,12 +24,12 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 
+from rollout.awslocal.site import provision
 from rollout.backends.aws.backend import AwsBackend
 from rollout.backends.aws.clients import AwsSettings
-from rollout.awslocal.site import provision
 from rollout.core.contract import SiteContract
+from rollout.core.device import Device
 from rollout.plan.fleet import generate_fleet
-from rollout.plan.inventory import Device
 
 FAST: dict[str, Any] = {"rates": {"identitystore": 1000.0, "ssm": 1000.0, "dynamodb": 1000.0, "cloudwatch": 1000.0,
                                   "sts": 1000.0}, "backoff_base": 0.002, "retry_deadline": 120.0}

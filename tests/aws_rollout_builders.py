@@ -11,14 +11,14 @@ from typing import Any
 
 import yaml
 
-from rollout.plan import api
 from rollout.awslocal.server import LocalAws
 from rollout.awslocal.site import CONTRACTS_SOURCE, provision
 from rollout.backends.factory import aws_settings
 from rollout.core.contract import SiteContract
+from rollout.core.device import Device
 from rollout.drive.loop import begin_rollout
-from rollout.plan.inventory import Device
 from rollout.drive.operations import approve
+from rollout.plan import api
 from rollout.plan.planfile import plan_to_json
 from rollout.store.factory import open_store
 from tests.aws_builders import FAST
@@ -65,7 +65,7 @@ def start_aws_rollout(directory: Path, aws: LocalAws, state: str, *, n: int = 20
 
 def drive(rollout: AwsRollout, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
     """``rollout run --simulated-time`` (plus ``args``) on the rollout, as a process of its own."""
-    return subprocess.run(rollout_cmd(*args, "run", "--simulated-time", "--step", "6", "--state", rollout.store.factory,
+    return subprocess.run(rollout_cmd(*args, "run", "--simulated-time", "--step", "6", "--state", rollout.state,
                                       "--as", "driver"),
                           env={**rollout.env, **env}, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           check=False)

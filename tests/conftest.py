@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from rollout.core.device import Device
 from rollout.plan import api
 from rollout.plan.fleet import generate_fleet
-from rollout.plan.inventory import Device, Inventory
+from rollout.plan.inventory import Inventory
 from rollout.plan.planner import Plan, plan_waves
 from rollout.plan.policy import Policy, parse_policy
 

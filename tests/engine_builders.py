@@ -10,10 +10,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from rollout.core.engine import Decision, Signals, Snapshot
-from rollout.plan.fleet import generate_fleet
-from rollout.core.gates import RATE_SIGNALS, AlarmState, HealthReport
-from rollout.plan.inventory import Device
+from rollout.core.decision import Decision, Signals, Snapshot
+from rollout.core.device import Device
+from rollout.core.gates import RATE_SIGNALS
 from rollout.core.model import (
     MIGRATE_STEPS,
     Approval,
@@ -26,6 +25,8 @@ from rollout.core.model import (
     WavePhase,
     WaveState,
 )
+from rollout.core.verdicts import AlarmState, HealthReport
+from rollout.plan.fleet import generate_fleet
 
 NOW = dt.datetime(2025, 4, 1, 9, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)

@@ -6,9 +6,10 @@ import datetime as dt
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from rollout.core.gates import RATE_SIGNALS, AlarmState, HealthReport, WaveEvidence
-from rollout.plan.inventory import Device
-from rollout.plan.policy import GateSpec
+from rollout.core.device import Device
+from rollout.core.gates import RATE_SIGNALS
+from rollout.core.verdicts import AlarmState, HealthReport, WaveEvidence
+from rollout.core.gatespec import GateSpec
 
 MIGRATED = dt.datetime(2025, 4, 1, 9, 0, tzinfo=dt.UTC)
 NOW = MIGRATED + dt.timedelta(hours=12)

@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from rollout.plan.inventory import COLUMNS
+from rollout.core.device import COLUMNS
 
 OWNERS = ("髙橋 翔", "山﨑 美咲", "村上 ｹﾝﾀ")
 SITES = ("tokyo", "osaka")

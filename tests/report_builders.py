@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from rollout.plan import api
 from rollout.backends.simulator import load_scenario
 from rollout.drive.rehearse import rehearse
+from rollout.plan import api
 from tests.rollout_builders import RehearsalFiles, write_rehearsal_files
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

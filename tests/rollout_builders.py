@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from rollout.plan import api
-from rollout.plan.inventory import Device
+from rollout.core.device import Device
 from rollout.drive.operations import start_rollout
-from rollout.plan.planner import plan_waves
+from rollout.plan import api
 from rollout.plan.planfile import plan_to_json
+from rollout.plan.planner import plan_waves
 from rollout.store.sqlite import SqliteStore
 from tests.conftest import example_policy_data, make_inventory, make_policy
 

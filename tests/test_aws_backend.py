@@ -11,14 +11,20 @@ from typing import Any
 import boto3
 import pytest
 
-from rollout.backends.aws.backend import ALL_STEPS, IDENTITY
 from rollout.awslocal.audit import mutations
 from rollout.awslocal.site import IDENTITY_STORE
 from rollout.backends import NOT_DISPATCHED
+from rollout.backends.aws.backend import ALL_STEPS, IDENTITY
 from rollout.core.engine import migration_errors_left
-from rollout.errors import PermissionDeniedError
 from rollout.core.model import DevicePhase, DeviceState, WavePhase, WaveState
-from tests.aws_builders import Faults, backend, fast_botocore_backoff, managed_fleet, provisioned
+from rollout.errors import PermissionDeniedError
+from tests.aws_builders import (
+    Faults,
+    backend,
+    fast_botocore_backoff,
+    managed_fleet,
+    provisioned,
+)
 from tests.store_builders import local_aws, local_aws_server
 
 __all__ = ["local_aws", "local_aws_server"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
-
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from botocore.retries.standard import ThrottledRetryableChecker, TransientRetryableChecker
+from botocore.retries.standard import (
+    ThrottledRetryableChecker,
+    TransientRetryableChecker,
+)
 
 from rollout.backends.aws.calls import (
     ACCESS_DENIED_CODES,

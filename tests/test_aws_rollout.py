@@ -15,14 +15,15 @@ from pathlib import Path
 import boto3
 import pytest
 
-from rollout.plan import api
 from rollout.awslocal.audit import mutations
+from rollout.awslocal.devices import local_fleet
 from rollout.awslocal.server import FAKE_KEY, FAKE_SECRET, LocalAws
 from rollout.awslocal.site import CONTRACTS_SOURCE, IDENTITY_STORE, provision
 from rollout.backends.factory import aws_settings
 from rollout.backends.simulator import load_scenario
 from rollout.core.model import DevicePhase, RolloutPhase
 from rollout.drive.rehearse import rehearse
+from rollout.plan import api
 from rollout.store.factory import open_store
 from rollout.store.sqlite import SqliteStore
 from tests.aws_builders import FAST, Faults, fast_botocore_backoff
@@ -54,10 +55,10 @@ def check_end_state(rollout: AwsRollout) -> None:
     seen = mutations(rollout.contracts)
     assert seen.duplicate_commands == 0, seen.duplicate_commands
     assert seen.duplicate_membership_changes == 0
-    store = open_store(rollout.store.factory)
+    store = open_store(rollout.state)
     devices = store.devices(rollout.rollout_id)
     assert {d.phase for d in devices.values()} <= SETTLED | ON_ZERO_TRUST
-    on = {rollout.plan.inventory[d].user for d, s in devices.items() if s.phase in ON_ZERO_TRUST}
+    on = {rollout.inventory[d].user for d, s in devices.items() if s.phase in ON_ZERO_TRUST}
     assert users_in_groups(rollout) == on  # exactly the users whose devices are on zero trust
     assert store.verify_audit(rollout.rollout_id).ok
     store.close()
@@ -80,7 +81,7 @@ def test_killed_after_each_kind_of_mutating_call_resumes_with_one_effective_muta
     assert finished.returncode == 0, finished.stderr
     assert killed >= 8, f"only {killed} of {len(kills)} kills happened"
     check_end_state(rollout)
-    store = open_store(rollout.store.factory)
+    store = open_store(rollout.state)
     waves = {w.name: w.phase.value for w in store.waves(rollout.rollout_id)}
     assert waves["canary"] == "passed" and waves["wave-3"] == "rolled_back"  # the scenario's outcome
     store.close()
@@ -215,7 +216,7 @@ def test_ten_thousand_devices_through_throttling_5xx_and_timeouts_lose_and_repea
 
     result = rehearse(tmp_path / "state.db", plan_to_json(planned.plan), inventory, scenario,
                       start=dt.datetime(2027, 1, 12, 9, tzinfo=dt.UTC), store=store, backend=settings,
-                      session_factory=faults.session)
+                      session_factory=faults.session, wrap=local_fleet)
     assert result.phase == RolloutPhase.HALTED  # wave-4's sign-in outage, as in the demo
     requests = faults.injected["requests"]
     assert requests > 20_000

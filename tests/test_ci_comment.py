@@ -13,11 +13,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from rollout.reports.ci_comment import MARKER, ci_comment_markdown, resized
 from rollout.cli.main import cli
-from rollout.plan.diff import diff_plans
 from rollout.files import write_json_atomic
+from rollout.plan.diff import diff_plans
 from rollout.plan.planfile import load_plan_file, plan_to_json
+from rollout.reports.ci_comment import MARKER, ci_comment_markdown, resized
 from tests.conftest import example_policy_data, make_plan
 
 ROOT = Path(__file__).resolve().parent.parent

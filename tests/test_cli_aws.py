@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from rollout.plan import api
 from rollout.cli.main import cli
+from rollout.plan import api
 from rollout.store.lease import acquire_lease
 from rollout.store.sqlite import SqliteStore
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from rollout.cli.main import cli
 from rollout.plan.diff import diff_plans
-from rollout.plan.planner import PLAN_SCHEMA
 from rollout.plan.planfile import PlanDoc
+from rollout.plan.planner import PLAN_SCHEMA
 
 
 def doc(waves: dict[str, list[str]], completion: str = "2027-03-01", covered: int = 10) -> PlanDoc:

@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 
+from rollout.core.decision import Signals
+from rollout.core.device import Device
+from rollout.core.model import DevicePhase, StepResult, WavePhase
 from rollout.drive.driver import Driver, SimulatedClock
-from rollout.core.engine import Signals
-from rollout.plan.inventory import Device
-from rollout.store.lease import LeaseHeldError, acquire_lease, force_unlock
-from rollout.core.model import DevicePhase, WavePhase
 from rollout.drive.operations import approve, request_rollback
-from rollout.drive.recorder import StepResult
 from rollout.store.api import StaleWriterError
+from rollout.store.lease import LeaseHeldError, acquire_lease, force_unlock
 from tests.rollout_builders import T0, fresh_store
 
 

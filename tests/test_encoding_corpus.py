@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.inventory_builders import csv_text, device_row, fleet_rows
 from rollout.cli.main import cli
-from rollout.plan.encoding import decode_inventory_bytes
 from rollout.errors import InventoryError
+from rollout.plan.encoding import decode_inventory_bytes
 from rollout.plan.inventory import load_inventory
+from tests.inventory_builders import csv_text, device_row, fleet_rows
 
 ROWS = fleet_rows(40)
 TEXT = csv_text(ROWS)

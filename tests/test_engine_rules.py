@@ -14,9 +14,15 @@ from typing import Any
 import pytest
 
 from rollout.backends.simulator import Scenario, Simulator
-from rollout.drive.driver import Driver, SimulatedClock
 from rollout.core.engine import decide
-from rollout.core.model import DevicePhase, IssueStatus, RolloutPhase, Severity, WavePhase
+from rollout.core.model import (
+    DevicePhase,
+    IssueStatus,
+    RolloutPhase,
+    Severity,
+    WavePhase,
+)
+from rollout.drive.driver import Driver, SimulatedClock
 from rollout.drive.operations import approve, request_rollback, start_rollout
 from rollout.store.sqlite import SqliteStore
 from tests.engine_builders import (
@@ -35,6 +41,7 @@ from tests.engine_builders import (
     moved,
     phases_of,
     reports_for,
+    resolved,
     signals,
     wave_devices,
     wave_moves,
@@ -42,7 +49,6 @@ from tests.engine_builders import (
     with_devices,
     with_issues,
     with_wave,
-    resolved,
 )
 
 D, W = DevicePhase, WavePhase

@@ -32,20 +32,33 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
+from rollout.backends.simulator import Scenario, Simulator
 from rollout.core import approvals as approvals_module
 from rollout.core import engine
-from rollout.backends.simulator import Scenario, Simulator
-from rollout.drive.driver import Driver, SimulatedClock
-from rollout.core.engine import Call, Signals
-from rollout.errors import RolloutError
-from rollout.core.gates import AlarmState
-from rollout.plan.inventory import Device
-from rollout.core.model import MIGRATE_STEPS, DevicePhase, WavePhase
-from rollout.drive.operations import add_issue, approve, pause, request_rollback, resume, set_issue, start_rollout
-from rollout.drive.recorder import StepResult
+from rollout.core.decision import Call, Decision, Signals
+from rollout.core.device import Device
+from rollout.core.model import MIGRATE_STEPS, DevicePhase, StepResult, WavePhase
 from rollout.core.selectors import Selector
+from rollout.core.verdicts import AlarmState
+from rollout.drive.driver import Driver, SimulatedClock
+from rollout.drive.operations import (
+    add_issue,
+    approve,
+    pause,
+    request_rollback,
+    resume,
+    set_issue,
+    start_rollout,
+)
+from rollout.errors import RolloutError
 from rollout.store.sqlite import SqliteStore, iso
 from tests.engine_builders import NOW, STARTER, fleet, wave_name
 
@@ -398,7 +411,7 @@ def _approval_carried(monkeypatch: pytest.MonkeyPatch) -> None:
 def _rollback_skips_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
     original = engine._start_rollback
 
-    def skipping(snap: Any, wave: Any, by_wave: Any, d: engine.Decision) -> None:
+    def skipping(snap: Any, wave: Any, by_wave: Any, d: Decision) -> None:
         moves, calls = len(d.device_moves), len(d.calls)
         original(snap, wave, by_wave, d)
         if len(d.device_moves) > moves:

@@ -10,16 +10,11 @@ from typing import Any
 
 import pytest
 
+from rollout.core.device import Device
+from rollout.core.fisher import fisher_exact_greater
+from rollout.core.gates import assess_wave
+from rollout.core.verdicts import GateDecision, Verdict, WaveEvidence, worst
 from rollout.plan.fleet import generate_fleet
-from rollout.core.gates import (
-    GateDecision,
-    Verdict,
-    WaveEvidence,
-    assess_wave,
-    fisher_exact_greater,
-    worst,
-)
-from rollout.plan.inventory import Device
 from tests.gates_builders import (
     LONG_AGO,
     NOW,

@@ -12,13 +12,28 @@ from pathlib import Path
 
 import pytest
 
-from rollout.core.engine import Decision, WaveMove
+from rollout.core.decision import Decision, WaveMove
+from rollout.core.model import StepResult, WavePhase
+from rollout.drive.recorder import Intent, apply_decision, finish_intent, record_intent
 from rollout.errors import InputError
-from rollout.store.lease import Lease, LeaseHeldError, acquire_lease, force_unlock, release_lease, renew_lease
-from rollout.core.model import WavePhase
-from rollout.drive.recorder import Intent, StepResult, apply_decision, finish_intent, record_intent
+from rollout.store.lease import (
+    Lease,
+    LeaseHeldError,
+    acquire_lease,
+    force_unlock,
+    release_lease,
+    renew_lease,
+)
 from rollout.store.sqlite import SqliteStore, StaleWriterError
-from tests.rollout_builders import T0, ROOT, cli_env, fresh_store, rollout_cmd, run_rollout, write_rehearsal_files
+from tests.rollout_builders import (
+    ROOT,
+    T0,
+    cli_env,
+    fresh_store,
+    rollout_cmd,
+    run_rollout,
+    write_rehearsal_files,
+)
 
 ROUNDS = 300
 WORKERS = 4

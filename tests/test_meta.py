@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from rollout.plan import api
 from rollout.cli.main import cli
+from rollout.plan import api
 from rollout.plan.fleet import EXTRA_COLUMNS, iter_fleet
 from rollout.plan.inventory import write_inventory_csv
 

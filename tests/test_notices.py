@@ -19,9 +19,17 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 from rollout.cli.main import cli
-from rollout.errors import RolloutError
 from rollout.core.model import DevicePhase, DeviceState
-from rollout.reports.notices import Helpdesk, date_en, date_ja, deliver, make_notices, plan_notices, wave_recipients
+from rollout.errors import RolloutError
+from rollout.reports.notices import (
+    Helpdesk,
+    date_en,
+    date_ja,
+    deliver,
+    make_notices,
+    plan_notices,
+    wave_recipients,
+)
 from rollout.store.sqlite import SqliteStore
 from tests.report_builders import Rehearsed, rehearsed, write_yaml
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollout.plan.assign import last_tag_rank
+from rollout.core.device import Device
 from rollout.errors import InfeasiblePlanError
+from rollout.plan.assign import last_tag_rank
 from rollout.plan.fleet import generate_fleet
-from rollout.plan.inventory import Device
 from rollout.plan.planner import Plan, plan_waves
 from tests.conftest import make_inventory, make_plan, make_policy
 

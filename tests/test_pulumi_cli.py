@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rollout.plan import api
 from rollout.backends.aws.contracts import resolve_contracts
 from rollout.backends.aws.pulumi_cli import stack_outputs
 from rollout.core.contract import ContractError
 from rollout.errors import SiteContractError
+from rollout.plan import api
 
 TOKYO = json.loads((api.examples_dir() / "contracts" / "tokyo.json").read_text(encoding="utf-8"))
 

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from rollout.core.audit import Event
-from rollout.reports.charts import nice_ceiling, signals_floor
 from rollout.cli.main import cli
+from rollout.core.audit import Event
+from rollout.core.timeline import migration_timeline
 from rollout.errors import InputError
+from rollout.reports.charts import nice_ceiling, signals_floor
+from rollout.reports.light import Light, assess_light
 from rollout.reports.report import (
     GROUP_OF,
     ReportInput,
@@ -26,11 +28,9 @@ from rollout.reports.report import (
     report_view,
     when,
 )
-from rollout.reports.light import Light, assess_light
-from rollout.reports.text import labels
 from rollout.reports.status import status_json
+from rollout.reports.text import labels
 from rollout.store.sqlite import SqliteStore
-from rollout.core.timeline import migration_timeline
 from tests.report_builders import Rehearsed, issue_doc, rehearsed, status_doc, wave_doc
 from tests.rollout_builders import fresh_store
 

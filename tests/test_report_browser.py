@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from rollout.reports.charts import SERIES_COLOURS
-from rollout.reports.report import make_report
 from rollout.reports.light import assess_light
-from rollout.reports.text import labels
+from rollout.reports.report import make_report
 from rollout.reports.status import status_json
+from rollout.reports.text import labels
 from rollout.store.sqlite import SqliteStore
 from tests.report_builders import Chromium, Rehearsed, chromium, rehearsed
 

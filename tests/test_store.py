@@ -14,8 +14,8 @@ import pytest
 
 import rollout.store.sqlite
 from rollout.errors import InputError
-from rollout.store.sqlite import SqliteStore, filesystem_type
 from rollout.store.schema import MIGRATIONS
+from rollout.store.sqlite import SqliteStore, filesystem_type
 from tests.rollout_builders import T0, fresh_store
 
 WRITES = 300

@@ -8,16 +8,22 @@ from typing import Any
 import pytest
 
 import rollout.store.dynamo as store_dynamo
-from rollout.core.engine import Decision, DeviceMove
-from rollout.errors import InputError
+from rollout.core.decision import Decision, DeviceMove
 from rollout.core.model import DevicePhase
 from rollout.drive.operations import add_issue, start_rollout
 from rollout.drive.recorder import apply_decision
-from rollout.store.factory import open_store
+from rollout.errors import InputError
 from rollout.store.dynamo import DynamoStore
 from rollout.store.dynamo_io import materialize
+from rollout.store.factory import open_store
 from tests.rollout_builders import T0, small_rollout
-from tests.store_builders import REGION, TABLE, dynamodb_table, local_aws, local_aws_server
+from tests.store_builders import (
+    REGION,
+    TABLE,
+    dynamodb_table,
+    local_aws,
+    local_aws_server,
+)
 
 __all__ = ["dynamodb_table", "local_aws", "local_aws_server"]
 
@@ -95,8 +101,8 @@ def test_a_state_url_with_an_unknown_option_is_refused() -> None:
 
 
 def test_the_store_calls_only_what_its_policy_grants(dynamodb_table: str) -> None:
-    from rollout.store.lease import acquire_lease, release_lease
     from rollout.core.permissions import STATE_STORE_ACTIONS
+    from rollout.store.lease import acquire_lease, release_lease
 
     store = dynamo(dynamodb_table)
     called: set[str] = set()

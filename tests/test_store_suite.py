@@ -13,15 +13,30 @@ from pathlib import Path
 
 import pytest
 
-from rollout.core.engine import Decision, DeviceMove, WaveMove
+from rollout.core.decision import Decision, DeviceMove, WaveMove
+from rollout.core.model import DevicePhase, IssueStatus, Severity, StepResult, WavePhase
+from rollout.drive.operations import (
+    add_issue,
+    approve,
+    pause,
+    replan,
+    request_rollback,
+    resume,
+    set_issue,
+    start_rollout,
+)
+from rollout.drive.recorder import apply_decision, finish_intent, record_intent
 from rollout.errors import InputError, NotFoundError
-from rollout.store.lease import LeaseHeldError, acquire_lease, force_unlock, release_lease, renew_lease
-from rollout.core.model import DevicePhase, IssueStatus, Severity, WavePhase
-from rollout.drive.operations import add_issue, approve, pause, replan, request_rollback, resume, set_issue, start_rollout
-from rollout.drive.recorder import StepResult, apply_decision, finish_intent, record_intent
 from rollout.store.api import ConflictError, Intent, StaleWriterError, StateStore
-from tests.rollout_builders import T0, small_rollout
 from rollout.store.factory import init_store, open_store
+from rollout.store.lease import (
+    LeaseHeldError,
+    acquire_lease,
+    force_unlock,
+    release_lease,
+    renew_lease,
+)
+from tests.rollout_builders import T0, small_rollout
 from tests.store_builders import (
     KINDS,
     REGION,

@@ -20,11 +20,13 @@ from typing import Any
 
 import boto3
 
+from rollout.backends.factory import recorded_contracts
 from rollout.backends.simulator import FaultOdds, Scenario, uniform
 from rollout.core.contract import SiteContract
-from rollout.core.engine import Signals
-from rollout.plan.inventory import Device
-from rollout.drive.recorder import StepResult
+from rollout.core.decision import Signals
+from rollout.core.device import Device
+from rollout.core.model import StepResult
+from rollout.store.api import StateStore
 
 FAILED_CHECK = {"kitting": "edr_agent_running", "ztna": "ztna_agent_running", "signin": "signin_portal_reachable",
                 "app": "private_apps_reachable", "migrate": "aws_cli_present"}
@@ -162,3 +164,11 @@ class LocalFleetBackend:
     def call_stats(self) -> Any:
         return self.aws.call_stats
 
+
+def local_fleet(aws: Any, settings: Mapping[str, Any], store: StateStore, rollout_id: str) -> LocalFleetBackend:
+    """The AWS backend of a rollout started with ``local_fleet`` settings, with the local fleet answering
+    its commands: the ``wrap`` that the demo and the tests hand to ``rollout.backends.factory.open_backend``."""
+    local = settings["local_fleet"]
+    fleet = LocalFleet(Path(local["world"]), Scenario.model_validate(local["scenario"]), recorded_contracts(settings),
+                       store.inventory(rollout_id), {w.index: w.name for w in store.waves(rollout_id)})
+    return LocalFleetBackend(aws, fleet)

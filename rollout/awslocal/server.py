@@ -106,7 +106,10 @@ class LocalAws:
 
     def __init__(self, latency: float = 0.0, port: int = 0) -> None:
         _require_moto()
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            create_backend_app,
+        )
         from werkzeug.serving import make_server
 
         apply_aws_behaviour()

@@ -26,7 +26,7 @@ from rollout.core.contract import (
     contract_parameter_name,
     contract_to_json,
 )
-from rollout.plan.inventory import Device
+from rollout.core.device import Device
 from rollout.core.permissions import SiteResources, orchestrator_policy
 
 ACCOUNT = "123456789012"  # moto's account

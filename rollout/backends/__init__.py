@@ -24,9 +24,9 @@ import datetime as dt
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
-from rollout.core.engine import Signals
-from rollout.plan.inventory import Device
-from rollout.drive.recorder import StepResult
+from rollout.core.decision import Signals
+from rollout.core.device import Device
+from rollout.core.model import StepResult
 
 Progress = Callable[[int, int], None]
 Abort = Callable[[], bool]

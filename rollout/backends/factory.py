@@ -5,22 +5,26 @@ Settings (``StateStore.backend_settings``), one of:
 - ``{"backend": "simulator", "scenario": {...}, "world": PATH}``: the rehearsal simulator.
 - ``{"backend": "aws", "contracts": {"source": SOURCE, "sites": {site: contract}}, "aws": {...}}``:
   the AWS backend with the contracts resolved at start (``rollout.backends.aws.contracts``) and its call
-  settings (``rollout.backends.aws.clients.AwsSettings``); with ``"local_fleet": {"scenario", "world"}`` the
-  simulated devices of the local AWS emulation answer its commands (``rollout demo --aws-local``).
+  settings (``rollout.backends.aws.clients.AwsSettings``). With ``"local_fleet": {...}``, simulated
+  devices answer its commands: whoever drives such a rollout (``rollout demo --aws-local``, the
+  tests) hands in the emulation's ``wrap``; this module does not know the emulation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from rollout.backends import Backend
 from rollout.backends.simulator import Scenario, Simulator
 from rollout.core.contract import ContractError, SiteContract, load_contract
+from rollout.core.device import Device
 from rollout.errors import InputError, Problem, ProblemsError, SiteContractError
-from rollout.plan.inventory import Device
 from rollout.store.api import StateStore
+
+# Wraps the AWS backend of a rollout whose settings name a ``local_fleet``: (backend, settings, store, id).
+BackendWrap = Callable[[Backend, Mapping[str, Any], StateStore, str], Backend]
 
 
 def simulator_settings(scenario: Scenario, world: Path) -> dict[str, Any]:
@@ -53,8 +57,8 @@ def aws_settings(source: str, devices: Mapping[str, Device], aws: Mapping[str, A
 
 
 def open_backend(store: StateStore, rollout_id: str, *, default_world: Path | None = None,
-                 session_factory: Any = None) -> Backend:
-    """The backend the rollout was started with."""
+                 session_factory: Any = None, wrap: BackendWrap | None = None) -> Backend:
+    """The backend the rollout was started with (``wrap``: see ``BackendWrap``)."""
     settings = store.backend_settings(rollout_id)
     kind = settings.get("backend")
     if kind == "simulator":
@@ -63,7 +67,7 @@ def open_backend(store: StateStore, rollout_id: str, *, default_world: Path | No
             raise InputError(f"rollout {rollout_id}: its simulator has no world file recorded; start it again.")
         return Simulator(Path(world), Scenario.model_validate(settings["scenario"]))
     if kind == "aws":
-        return _aws(store, rollout_id, settings, session_factory)
+        return _aws(store, rollout_id, settings, session_factory, wrap)
     raise InputError(f"rollout {rollout_id} has no backend this command can drive ({kind or 'none recorded'}); "
                      "start it with --scenario (a rehearsal) or --backend aws --contracts SOURCE.")
 
@@ -76,22 +80,21 @@ def recorded_contracts(settings: Mapping[str, Any]) -> dict[str, SiteContract]:
         raise SiteContractError(str(err)) from None
 
 
-def _aws(store: StateStore, rollout_id: str, settings: Mapping[str, Any], session_factory: Any) -> Backend:
+def _aws(store: StateStore, rollout_id: str, settings: Mapping[str, Any], session_factory: Any,
+         wrap: BackendWrap | None) -> Backend:
     from rollout.backends.aws.backend import AwsBackend
     from rollout.backends.aws.clients import AwsSettings
 
     contracts = recorded_contracts(settings)
-    waves = store.waves(rollout_id)
-    aws = AwsBackend(rollout_id, contracts, {w.name: w.index for w in waves},
+    aws = AwsBackend(rollout_id, contracts, {w.name: w.index for w in store.waves(rollout_id)},
                      AwsSettings.model_validate(settings.get("aws", {})), session_factory=session_factory)
-    local = settings.get("local_fleet")
-    if not local:
+    if not settings.get("local_fleet"):
         return aws
-    from rollout.awslocal.devices import LocalFleet, LocalFleetBackend
-
-    fleet = LocalFleet(Path(local["world"]), Scenario.model_validate(local["scenario"]), contracts,
-                       store.inventory(rollout_id), {w.index: w.name for w in waves})
-    return LocalFleetBackend(aws, fleet)
+    if wrap is None:
+        aws.close()
+        raise InputError(f"rollout {rollout_id} was started against the local AWS emulation, whose simulated "
+                         "devices only the demo runs; drive it with `rollout demo --aws-local` instead.")
+    return wrap(aws, settings, store, rollout_id)
 
 
 def world_for(state_location: str, rollout_id: str) -> Path:

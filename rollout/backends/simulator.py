@@ -25,15 +25,15 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rollout.core.engine import Signals
 from rollout.backends import NOT_DISPATCHED, Abort, Progress
-from rollout.errors import InputError
-from rollout.core.gates import HealthReport
-from rollout.plan.inventory import Device
-from rollout.core.model import MIGRATE_STEPS, ROLLBACK_STEPS
-from rollout.plan.policy import Duration, format_key_path
-from rollout.drive.recorder import StepResult
+from rollout.core.decision import Signals
+from rollout.core.device import Device
+from rollout.core.gatespec import Duration
+from rollout.core.model import MIGRATE_STEPS, ROLLBACK_STEPS, StepResult
 from rollout.core.selectors import Selector
+from rollout.core.verdicts import HealthReport
+from rollout.errors import InputError
+from rollout.plan.policy import format_key_path
 
 CHECKS = ("kitting", "signin", "ztna", "app")
 

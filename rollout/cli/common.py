@@ -15,10 +15,10 @@ from typing import Any
 import click
 
 from rollout.errors import InputError
+from rollout.store.api import StateStore
 from rollout.store.factory import STATE_HELP
 from rollout.store.factory import open_store as open_store
 from rollout.store.sqlite import DEFAULT_STATE
-from rollout.store.api import StateStore
 
 
 def now_utc() -> dt.datetime:

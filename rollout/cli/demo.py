@@ -14,11 +14,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
+from rollout.cli.rehearse_view import print_summary, run_rehearsal
+from rollout.drive.rehearse import world_path
 from rollout.plan import api
 from rollout.plan.explain import explain_device
 from rollout.reports.render import explanation_text, plan_table
-from rollout.drive.rehearse import world_path
-from rollout.cli.rehearse_view import print_summary, run_rehearsal
 
 
 def run_demo(workdir: Path, console: Console, devices: int = api.EXAMPLE_FLEET_SIZE) -> Path:

@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
-from rollout.plan import api
 from rollout.backends.factory import aws_settings
 from rollout.backends.simulator import load_scenario
+from rollout.cli.rehearse_view import print_summary, run_rehearsal
 from rollout.core.contract import SiteContract
 from rollout.drive.rehearse import Rehearsal
-from rollout.cli.rehearse_view import print_summary, run_rehearsal
+from rollout.plan import api
 
 if TYPE_CHECKING:
     from rollout.awslocal.audit import Mutations
@@ -37,6 +37,7 @@ LOCAL_RATES = {"cloudwatch": 200.0, "dynamodb": 500.0, "ssm": 200.0, "identityst
 
 def run_aws_demo(workdir: Path, console: Console, devices: int) -> Rehearsal:
     from rollout.awslocal.audit import mutations
+    from rollout.awslocal.devices import local_fleet
     from rollout.awslocal.server import local_aws
     from rollout.awslocal.site import CONTRACTS_SOURCE, HOME_REGION, provision
     from rollout.store.factory import init_store, open_store
@@ -70,7 +71,7 @@ def run_aws_demo(workdir: Path, console: Console, devices: int) -> Rehearsal:
         console.print(Rule("4. Rehearse through the AWS backend"))
         store = open_store(state)
         result = run_rehearsal(plan_path, fleet, scenario_path, workdir / "unused.db", None, console, store=store,
-                               backend=settings)
+                               backend=settings, wrap=local_fleet)
         print_summary(result, None, console)
         console.print(f"State: {state} (in the emulated AWS, which stops with the demo; `python -m rollout.awslocal` "
                       "serves one to drive the AWS backend by hand).", markup=False, highlight=False)

@@ -10,23 +10,44 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from rollout.plan import api
-from rollout.backends.factory import aws_settings, open_backend, simulator_settings, world_for
+from rollout.backends import Backend
+from rollout.backends.factory import (
+    aws_settings,
+    open_backend,
+    simulator_settings,
+    world_for,
+)
 from rollout.backends.simulator import load_scenario
-from rollout.cli.common import actor_option, now_utc, open_store, pick_rollout, rollout_option, state_option
+from rollout.cli.common import (
+    actor_option,
+    now_utc,
+    open_store,
+    pick_rollout,
+    rollout_option,
+    state_option,
+)
 from rollout.drive.loop import DriveOptions, begin_rollout, drive
-from rollout.errors import RolloutError
-from rollout.store.lease import DEFAULT_TTL, LeaseHeldError
 from rollout.drive.operations import replan
+from rollout.errors import RolloutError
+from rollout.plan import api
 from rollout.plan.planfile import load_plan_file
+from rollout.store.api import StateStore
+from rollout.store.lease import DEFAULT_TTL, LeaseHeldError
 
 
 def parse_rates(values: tuple[str, ...]) -> dict[str, float]:
@@ -42,6 +63,15 @@ def parse_rates(values: tuple[str, ...]) -> dict[str, float]:
                                      param_hint="--rate")
         rates[api_name] = rate
     return rates
+
+
+
+def _local_fleet(aws: Backend, settings: Mapping[str, Any], store: StateStore, rollout_id: str) -> Backend:
+    """A rollout started against the local AWS emulation (``rollout demo --aws-local``, the tests):
+    its simulated devices answer the commands. Imported only for such a rollout."""
+    from rollout.awslocal.devices import local_fleet
+
+    return local_fleet(aws, settings, store, rollout_id)
 
 
 @click.command()
@@ -125,7 +155,7 @@ def progress_bars() -> Iterator[Callable[[str, str, int, int], None]]:
 def _drive(state: str, rollout_id: str | None, actor: str, options: DriveOptions) -> None:
     store = open_store(state)
     rid = pick_rollout(store, rollout_id)
-    backend = open_backend(store, rid, default_world=world_for(store.location, rid))
+    backend = open_backend(store, rid, default_world=world_for(store.location, rid), wrap=_local_fleet)
     try:
         with progress_bars() as report:
             phase = drive(store, rid, backend, actor, options, notify=lambda m: click.echo(m, err=True),

@@ -15,16 +15,22 @@ from typing import Any
 import click
 from rich.console import Console
 
-from rollout.plan import api
+from rollout.cli.demo import run_demo
 from rollout.cli.operate import register
 from rollout.cli.report import register as register_report
-from rollout.cli.demo import run_demo
-from rollout.plan.diff import diff_to_json
 from rollout.errors import RolloutError
 from rollout.logs import configure as configure_logging
+from rollout.plan import api
+from rollout.plan.diff import diff_to_json
 from rollout.plan.planfile import plan_to_json
 from rollout.plan.policy import load_policy
-from rollout.reports.render import diff_markdown, diff_table, explanation_text, plan_markdown, plan_table
+from rollout.reports.render import (
+    diff_markdown,
+    diff_table,
+    explanation_text,
+    plan_markdown,
+    plan_table,
+)
 
 FORMATS = click.Choice(["table", "json", "markdown"])
 

@@ -14,9 +14,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from rollout.cli.common import actor_option, now_utc, open_store, pick_rollout, rollout_option, state_option
-from rollout.errors import RolloutError
-from rollout.store.lease import force_unlock
+from rollout.cli.common import (
+    actor_option,
+    now_utc,
+    open_store,
+    pick_rollout,
+    rollout_option,
+    state_option,
+)
+from rollout.cli.rehearse_view import print_summary, run_rehearsal
 from rollout.drive.operations import (
     add_issue,
     approve,
@@ -25,8 +31,10 @@ from rollout.drive.operations import (
     resume,
     set_issue,
 )
-from rollout.cli.rehearse_view import print_summary, run_rehearsal
+from rollout.errors import RolloutError
 from rollout.reports.status import status_json, status_table
+from rollout.store.lease import force_unlock
+
 
 def register(cli: click.Group) -> None:
     from rollout.cli.drive import replan_cmd, run, start, tick

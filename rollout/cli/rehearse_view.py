@@ -11,12 +11,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from rollout.plan import api
+from rollout.backends.factory import BackendWrap
 from rollout.backends.simulator import load_scenario
-from rollout.drive.driver import Driver
 from rollout.core.model import DevicePhase
-from rollout.plan.planfile import load_plan_file
+from rollout.drive.driver import Driver
 from rollout.drive.rehearse import Rehearsal, rehearse
+from rollout.plan import api
+from rollout.plan.planfile import load_plan_file
 from rollout.store.api import StateStore
 
 DONE = {DevicePhase.VERIFIED.value, DevicePhase.REVERTED.value, DevicePhase.HELD.value, DevicePhase.EXCLUDED.value}
@@ -24,7 +25,7 @@ DONE = {DevicePhase.VERIFIED.value, DevicePhase.REVERTED.value, DevicePhase.HELD
 
 def run_rehearsal(plan_path: Path, inventory: Path, scenario: Path, state_path: Path,
                   start_date: dt.datetime | None, console: Console, *, store: StateStore | None = None,
-                  backend: Mapping[str, Any] | None = None) -> Rehearsal:
+                  backend: Mapping[str, Any] | None = None, wrap: BackendWrap | None = None) -> Rehearsal:
     plan = json.loads(plan_path.read_text(encoding="utf-8"))
     load_plan_file(plan_path)
     devices = api.load_inventory_for_plan(inventory, plan)
@@ -42,7 +43,7 @@ def run_rehearsal(plan_path: Path, inventory: Path, scenario: Path, state_path: 
 
         return rehearse(state_path, plan, devices, load_scenario(scenario), start=begin, on_tick=on_tick,
                         notify=lambda m: console.print(m, markup=False, highlight=False), store=store,
-                        backend=backend)
+                        backend=backend, wrap=wrap)
 
 
 def print_summary(result: Rehearsal, state_path: Path | str | None, console: Console) -> None:

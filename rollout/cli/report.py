@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from rollout.plan import api
-from rollout.reports.ci_comment import ci_comment_markdown
 from rollout.cli.common import open_store, pick_rollout, rollout_option, state_option
 from rollout.files import write_bytes_atomic
+from rollout.plan import api
+from rollout.reports.ci_comment import ci_comment_markdown
 from rollout.reports.notices import deliver, make_notices, write_notices
 from rollout.reports.report import FORMATS, make_report
 from rollout.reports.text import LANGS

@@ -15,11 +15,12 @@ hash outside the store (a ticket, a chat message) to pin it.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from rollout.plan.planner import canonical_json
+from rollout.core.canonical import canonical_json
 
 GENESIS = "0" * 64
 
@@ -38,6 +39,14 @@ class Event:
 def event_hash(prev_hash: str, seq: int, at: str, actor: str, kind: str, data: dict[str, Any]) -> str:
     body = canonical_json({"seq": seq, "at": at, "actor": actor, "kind": kind, "data": data})
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def seal_event(prev_hash: str, seq: int, at: str, actor: str, kind: str, data: dict[str, Any]) -> tuple[str, str]:
+    """An event's data as every store keeps it (JSON text) and its hash, computed from that text read
+    back: what a verifier reads is exactly what was hashed, whichever store holds it (a tuple key or
+    a non-string dict key would otherwise hash differently before and after storing)."""
+    stored = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    return stored, event_hash(prev_hash, seq, at, actor, kind, json.loads(stored))
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,142 +51,24 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
 
-from rollout.plan.inventory import Device
-from rollout.plan.policy import LOWER_IS_BETTER, SIGNALS, GateSpec, Threshold
+from rollout.core.device import Device
+from rollout.core.fisher import log_fisher_greater
+from rollout.core.gatespec import LOWER_IS_BETTER, SIGNALS, GateSpec, Threshold
 from rollout.core.selectors import Selector, SelectorSyntaxError
+from rollout.core.verdicts import (
+    CohortFinding,
+    GateDecision,
+    SignalResult,
+    Verdict,
+    WaveEvidence,
+    finding_sentence,
+    signal_sentence,
+    worst,
+)
 
 RATE_SIGNALS = tuple(s for s in SIGNALS if s not in LOWER_IS_BETTER)
 TICKETS = "tickets_per_100"
-
-
-class Verdict(StrEnum):
-    """A gate's verdict, in worst-of order."""
-
-    PASS = "pass"
-    PENDING = "pending"
-    INCONCLUSIVE = "inconclusive"
-    ERROR = "error"
-    FAIL = "fail"
-
-    @property
-    def rank(self) -> int:
-        return _ORDER.index(self)
-
-    @classmethod
-    def worst(cls, *verdicts: Verdict) -> Verdict:
-        """The worst of ``verdicts``; PASS when there are none."""
-        return max(verdicts, key=lambda v: v.rank, default=cls.PASS)
-
-
-_ORDER = tuple(Verdict)
-worst = Verdict.worst
-
-
-@dataclass(frozen=True, slots=True)
-class HealthReport:
-    device_id: str
-    at: datetime
-    checks: Mapping[str, bool]
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmState:
-    name: str
-    state: str  # "OK" | "ALARM" | "INSUFFICIENT_DATA"
-
-
-@dataclass(frozen=True, slots=True)
-class WaveEvidence:
-    devices: Mapping[str, Device]
-    migrated_at: Mapping[str, datetime]
-    reports: Mapping[str, HealthReport]
-    tickets: Mapping[str, int]
-    alarms: Sequence[AlarmState] = ()
-    telemetry_errors: Sequence[str] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SignalResult:
-    name: str
-    value: float | None
-    measured: int
-    pass_threshold: float
-    rollback_threshold: float
-    verdict: Verdict
-
-
-@dataclass(frozen=True, slots=True)
-class CohortFinding:
-    selector: str
-    signal: str
-    failures: int
-    measured: int
-    rest_failures: int
-    rest_measured: int
-    p_value: float
-
-
-@dataclass(frozen=True, slots=True)
-class GateDecision:
-    verdict: Verdict
-    signals: tuple[SignalResult, ...]
-    reported: int
-    expected: int
-    coverage: float
-    unknown: tuple[str, ...]
-    stragglers: tuple[str, ...]
-    failing_cohorts: tuple[CohortFinding, ...]
-    reasons: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict.value,
-            "signals": [{"name": s.name, "value": s.value, "measured": s.measured, "pass": s.pass_threshold,
-                         "rollback": s.rollback_threshold, "verdict": s.verdict.value} for s in self.signals],
-            "reported": self.reported, "expected": self.expected, "coverage": self.coverage,
-            "unknown": list(self.unknown), "stragglers": list(self.stragglers),
-            "failing_cohorts": [{"selector": f.selector, "signal": f.signal, "failures": f.failures,
-                                 "measured": f.measured, "rest_failures": f.rest_failures,
-                                 "rest_measured": f.rest_measured, "p_value": f.p_value}
-                                for f in self.failing_cohorts],
-            "reasons": list(self.reasons),
-        }
-
-
-# --- Fisher's exact test -------------------------------------------------------------------------
-
-def fisher_exact_greater(a: int, b: int, c: int, d: int) -> float:
-    """One-sided p that a cohort with ``a`` failures, ``b`` successes fails more than the rest
-    (``c``, ``d``): P(X >= a), X hypergeometric with the table's margins. Same as
-    ``scipy.stats.fisher_exact([[a, b], [c, d]], alternative="greater")``."""
-    return math.exp(_log_fisher_greater(a, b, c, d))
-
-
-def _log_choose(n: int, k: int) -> float:
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-
-
-def _log_fisher_greater(a: int, b: int, c: int, d: int) -> float:
-    """log P(X >= a). Terms are summed outward from the larger end of the tail (``a`` or the mode),
-    each from the previous by the pmf ratio, so nothing overflows and the sum stops once negligible."""
-    n, k, total = a + b, a + c, a + b + c + d
-    low, high = max(0, n - (total - k)), min(n, k)
-    if a <= low:
-        return 0.0
-    start = max(a, (n + 1) * (k + 1) // (total + 2))  # the tail's largest term
-    log_start = _log_choose(k, start) + _log_choose(total - k, n - start) - _log_choose(total, n)
-    s, term, x = 1.0, 1.0, start
-    while x < high and term > 1e-17 * s:
-        term *= (k - x) * (n - x) / ((x + 1) * (total - k - n + x + 1))
-        s, x = s + term, x + 1
-    term, x = 1.0, start
-    while x > a and term > 1e-17 * s:
-        term *= x * (total - k - n + x) / ((k - x + 1) * (n - x + 1))
-        s, x = s + term, x - 1
-    return min(0.0, log_start + math.log(s))
 
 
 # --- assessment ----------------------------------------------------------------------------------
@@ -214,7 +96,7 @@ def assess_wave(spec: GateSpec, evidence: WaveEvidence, *, now: datetime, bake_c
             break
         findings = [f for f in findings if f.signal not in failed]  # fleet-wide: blame no cohort
     verdict, reasons = _conclude(spec, evidence, signals, pop, bake_complete)
-    cohort_reasons = [_finding_sentence(f) for f in findings]
+    cohort_reasons = [finding_sentence(f) for f in findings]
     return GateDecision(verdict, signals, pop.reported, pop.expected, pop.coverage, scan.unknown,
                         tuple(sorted(scan.stragglers)), tuple(findings), tuple(cohort_reasons + reasons))
 
@@ -312,19 +194,6 @@ def _threshold_verdict(name: str, value: float, t: Threshold) -> Verdict:
     return Verdict.PASS if value >= t.pass_ else Verdict.FAIL if value < t.rollback else Verdict.INCONCLUSIVE
 
 
-def _signal_sentence(s: SignalResult, needed: int) -> str:
-    lower = s.name in LOWER_IS_BETTER
-    where = f"over {s.measured} devices" if lower else f"on {s.measured} check-ins"
-    if s.value is None or s.verdict == Verdict.PENDING:
-        return f"{s.name} measured on {s.measured} check-ins, fewer than the {needed} needed"
-    value = f"{s.value:.1f}" if lower else f"{s.value:.3f}"
-    if s.verdict == Verdict.FAIL:
-        return f"{s.name} {value} {'>' if lower else '<'} rollback {s.rollback_threshold:g} {where}"
-    if s.verdict == Verdict.PASS:
-        return f"{s.name} {value} {'<=' if lower else '>='} pass {s.pass_threshold:g} {where}"
-    return f"{s.name} {value} between pass {s.pass_threshold:g} and rollback {s.rollback_threshold:g} {where}"
-
-
 def _conclude(spec: GateSpec, evidence: WaveEvidence, signals: tuple[SignalResult, ...], pop: _Population,
               bake_complete: bool) -> tuple[Verdict, list[str]]:
     """Every rule that fires gives (verdict, sentence); the worst verdict wins, with its sentences."""
@@ -353,7 +222,7 @@ def _conclude(spec: GateSpec, evidence: WaveEvidence, signals: tuple[SignalResul
     if enough:
         for s in signals:
             verdict = later if s.verdict in (Verdict.PENDING, Verdict.INCONCLUSIVE) else s.verdict
-            rules.append((verdict, _signal_sentence(s, needed)))
+            rules.append((verdict, signal_sentence(s, needed)))
     verdict = worst(*(v for v, _ in rules))
     return verdict, [sentence for v, sentence in rules if v == verdict]
 
@@ -412,7 +281,7 @@ def _test_cohort(spec: GateSpec, name: str, weight: int, codes: Counter[int], to
     if a < spec.cohort.min_failures or b / (a + b) >= spec.signals[name].rollback:
         return None
     c, d = totals[0] - a, totals[1] - b
-    log_p = _log_fisher_greater(a, b, c, d)
+    log_p = log_fisher_greater(a, b, c, d)
     if log_p > math.log(spec.cohort.alpha):
         return None
     return log_p, CohortFinding(selector, name, a, a + b, c, c + d, math.exp(log_p))
@@ -425,9 +294,3 @@ def _selector(key: str, value: str) -> str | None:
         return text if Selector.parse(text).terms == ((key, value),) else None
     except SelectorSyntaxError:
         return None
-
-
-def _finding_sentence(f: CohortFinding) -> str:
-    return (f"{f.signal} failures concentrated in {f.selector}: {1 - f.failures / f.measured:.3f} ok "
-            f"({f.failures} of {f.measured} failed vs {f.rest_failures} of {f.rest_measured} in the rest of "
-            f"the wave, p={f.p_value:.1e}); the wave is judged without it")

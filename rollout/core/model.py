@@ -206,3 +206,16 @@ def rollout_phase(status: RolloutStatus, waves: list[WaveState]) -> RolloutPhase
     if status.paused or any(w.phase == WavePhase.HELD for w in waves):
         return RolloutPhase.PAUSED
     return RolloutPhase.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """One device's outcome of a backend call."""
+
+    device_id: str
+    ok: bool
+    steps_done: int  # the device's step mask after the call
+    at: dt.datetime
+    error: str = ""
+    retriable: bool = False  # throttling and the like: the device goes back to pending, not to failed
+    ref: str = ""  # the backend's reference of the call (an SSM command id), kept on the device

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from rollout.plan.inventory import KEY_ALIASES, LIST_COLUMNS, REQUIRED_COLUMNS, Device
+from rollout.core.device import KEY_ALIASES, LIST_COLUMNS, REQUIRED_COLUMNS, Device
 
 
 class SelectorSyntaxError(ValueError):

@@ -23,12 +23,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rollout.backends import Backend
+from rollout.core.decision import Call, Decision, Signals, Snapshot
+from rollout.core.engine import decide
+from rollout.core.model import (
+    DevicePhase,
+    DeviceState,
+    RolloutPhase,
+    StepResult,
+    WavePhase,
+    rollout_phase,
+)
+from rollout.drive.recorder import (
+    apply_decision,
+    finish_intent,
+    open_intents,
+    record_intent,
+)
 from rollout.faults import FaultSwitch
-from rollout.core.engine import Call, Decision, Signals, Snapshot, decide
-from rollout.store.lease import Lease, acquire_lease, release_lease, renew_lease
-from rollout.core.model import DevicePhase, DeviceState, RolloutPhase, WavePhase, rollout_phase
-from rollout.drive.recorder import StepResult, apply_decision, finish_intent, open_intents, record_intent
 from rollout.store.api import ConflictError, Intent, StaleWriterError, StateStore
+from rollout.store.lease import Lease, acquire_lease, release_lease, renew_lease
 
 Clock = Callable[[], dt.datetime]
 

@@ -14,15 +14,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rollout.core.approvals import missing_roles
 from rollout.backends import Backend
-from rollout.drive.driver import Clock, Driver, SimulatedClock
-from rollout.errors import AwaitingHumanError
-from rollout.plan.inventory import Device
-from rollout.store.lease import DEFAULT_TTL
+from rollout.core.approvals import missing_roles
+from rollout.core.device import Device
 from rollout.core.model import RolloutPhase
+from rollout.drive.driver import Clock, Driver, SimulatedClock
 from rollout.drive.operations import start_rollout
+from rollout.errors import AwaitingHumanError
 from rollout.store.api import StateStore
+from rollout.store.lease import DEFAULT_TTL
 
 
 def begin_rollout(store: StateStore, plan: Mapping[str, Any], devices: Mapping[str, Device], actor: str,

@@ -9,8 +9,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rollout.errors import InputError, NotFoundError
-from rollout.plan.inventory import Device
+from rollout.core.device import Device
 from rollout.core.model import (
     Approval,
     DevicePhase,
@@ -22,8 +21,9 @@ from rollout.core.model import (
     WaveState,
     check_wave_move,
 )
-from rollout.drive.recorder import issue_changes
 from rollout.core.selectors import Selector, SelectorSyntaxError
+from rollout.drive.recorder import issue_changes
+from rollout.errors import InputError, NotFoundError
 from rollout.store.api import Changes, RowChange, StateStore, TxView
 
 

@@ -12,30 +12,32 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from rollout.core.engine import Decision
-from rollout.core.model import DevicePhase, Issue, IssueStatus, Severity, WavePhase, check_device_move
-from rollout.store.api import Changes, ConflictError, Fence, Intent, RowChange, StateStore, TxView
+from rollout.core.decision import Decision
+from rollout.core.model import (
+    DevicePhase,
+    Issue,
+    IssueStatus,
+    Severity,
+    StepResult,
+    WavePhase,
+    check_device_move,
+)
+from rollout.store.api import (
+    Changes,
+    ConflictError,
+    Fence,
+    Intent,
+    RowChange,
+    StateStore,
+    TxView,
+)
 
-__all__ = ["ConflictError", "Intent", "StepResult", "apply_decision", "finish_intent", "issue_changes",
+__all__ = ["ConflictError", "Intent", "apply_decision", "finish_intent", "issue_changes",
            "open_intents", "record_intent"]
 
 D = DevicePhase
-
-
-@dataclass(frozen=True, slots=True)
-class StepResult:
-    """One device's outcome of a backend call."""
-
-    device_id: str
-    ok: bool
-    steps_done: int  # the device's step mask after the call
-    at: dt.datetime
-    error: str = ""
-    retriable: bool = False  # throttling and the like: the device goes back to pending, not to failed
-    ref: str = ""  # the backend's reference of the call (an SSM command id), kept on the device
 
 
 def move_device(changes: Changes, device_id: str, old: DevicePhase, new: DevicePhase, now: dt.datetime,
@@ -72,7 +74,7 @@ def apply_decision(store: StateStore, rollout_id: str, fence: Fence | None, deci
                           issue.reported_during, actor, now, auto=True)
         if decision.status:
             ch.rollout.update(decision.status)
-            ch.event(now, actor, "rollout.reports.status", dict(decision.status))
+            ch.event(now, actor, "rollout.status", dict(decision.status))
         for wave, record in decision.records:
             ch.decisions.append((wave, record))
             ch.event(now, actor, "gate.decision",

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollout.core.approvals import is_approved
+from rollout.backends.factory import BackendWrap, open_backend, simulator_settings
 from rollout.backends.simulator import Scenario, Simulator
-from rollout.drive.driver import Driver, SimulatedClock, last_event_time
-from rollout.plan.inventory import Device
+from rollout.core.approvals import is_approved
+from rollout.core.device import Device
 from rollout.core.model import IssueStatus, RolloutPhase, WavePhase, rollout_phase
+from rollout.drive.driver import Driver, SimulatedClock, last_event_time
 from rollout.drive.operations import add_issue, approve, set_issue, start_rollout
-from rollout.store.sqlite import SqliteStore
 from rollout.store.api import StateStore
-from rollout.backends.factory import open_backend, simulator_settings
+from rollout.store.sqlite import SqliteStore
 
 STARTER = "rehearsal-starter"
 TRIAGER = "rehearsal-pm"
@@ -91,18 +91,21 @@ def rehearse(
     store: StateStore | None = None,
     backend: Mapping[str, Any] | None = None,
     session_factory: Any = None,
+    wrap: BackendWrap | None = None,
 ) -> Rehearsal:
     """Rehearse ``plan`` (a plan file's JSON); resumes if the store holds it already.
 
     By default on the simulator, in the SQLite file ``state``; ``store`` and ``backend`` (settings
-    as ``rollout.backends.factory`` reads them) rehearse elsewhere, e.g. through the AWS code path.
+    as ``rollout.backends.factory`` reads them) rehearse elsewhere, e.g. through the AWS code path;
+    ``wrap`` is handed to ``open_backend``.
     """
     store = store or SqliteStore(state)
     rollout_id = str(plan["rollout"])
     if rollout_id not in store.rollout_ids():
         start_rollout(store, rollout_id, plan, inventory, STARTER, True, start,
                       backend or simulator_settings(scenario, world_path(state)))
-    backend_used = open_backend(store, rollout_id, default_world=world_path(state), session_factory=session_factory)
+    backend_used = open_backend(store, rollout_id, default_world=world_path(state), session_factory=session_factory,
+                                wrap=wrap)
     clock = SimulatedClock(last_event_time(store, rollout_id))
     result = Rehearsal(rollout_id, started=start)
 

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import rollout
-from rollout.plan.diff import PlanDiff, diff_plans
+from rollout.core.device import COLUMNS, Device
 from rollout.errors import InputError
+from rollout.files import write_bytes_atomic, write_json_atomic
+from rollout.plan.diff import PlanDiff, diff_plans
 from rollout.plan.explain import Explanation, explain_device
 from rollout.plan.fleet import EXTRA_COLUMNS, MANAGED_NODE_COLUMNS, iter_fleet
-from rollout.plan.inventory import COLUMNS, Device, Inventory, load_inventory
-from rollout.plan.planner import Plan, plan_waves
-from rollout.files import write_bytes_atomic, write_json_atomic
+from rollout.plan.inventory import Inventory, load_inventory
 from rollout.plan.planfile import load_plan_file, plan_to_json
+from rollout.plan.planner import Plan, plan_waves
 from rollout.plan.policy import Policy, load_policy
 
 EXAMPLE_POLICY = "policy.yaml"

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rollout.plan.inventory import Device
+from rollout.core.device import Device
 from rollout.plan.policy import Constraints
 
 # Why a device sits in its wave; kept per device for ``rollout plan explain``.

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from rollout.plan.inventory import KEY_ALIASES, LIST_COLUMNS, REQUIRED_COLUMNS, Device
+from rollout.core.device import KEY_ALIASES, LIST_COLUMNS, REQUIRED_COLUMNS, Device
 
 CohortKey = tuple[tuple[str, ...], tuple[str, ...]]  # (keys, values)
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rollout.plan.assign import SKIPPED_SEPARATION, SKIPPED_SITE_CAP, SKIPPED_SIZE, last_tag_rank, spread_key
-from rollout.plan.cohorts import CanaryPick, CohortIndex
 from rollout.errors import NotFoundError
+from rollout.plan.assign import (
+    SKIPPED_SEPARATION,
+    SKIPPED_SITE_CAP,
+    SKIPPED_SIZE,
+    last_tag_rank,
+    spread_key,
+)
+from rollout.plan.cohorts import CanaryPick, CohortIndex
 from rollout.plan.inventory import Inventory
 from rollout.plan.planner import Plan
 from rollout.plan.policy import Policy

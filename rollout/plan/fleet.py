@@ -14,7 +14,7 @@ import hashlib
 import random
 from collections.abc import Iterator, Sequence
 
-from rollout.plan.inventory import Device
+from rollout.core.device import Device
 
 # (site id, share of the fleet, hostname prefix)
 SITES: tuple[tuple[str, float, str], ...] = (

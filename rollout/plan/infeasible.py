@@ -11,9 +11,14 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from rollout.plan.assign import SKIPPED_SEPARATION, SKIPPED_SITE_CAP, Assigner, Placement
+from rollout.core.device import Device
 from rollout.errors import Problem
-from rollout.plan.inventory import Device
+from rollout.plan.assign import (
+    SKIPPED_SEPARATION,
+    SKIPPED_SITE_CAP,
+    Assigner,
+    Placement,
+)
 from rollout.plan.policy import Policy
 
 

@@ -18,32 +18,23 @@ order or hash seeds (sets are only used for membership, every output is sorted).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rollout.core.canonical import sha256_of
+from rollout.core.device import Device
+from rollout.core.selectors import Selector, SelectorSyntaxError
+from rollout.errors import InfeasiblePlanError, InventoryError, PolicyError, Problem
 from rollout.plan.assign import Assigner, Placement, last_tag_rank, spread, spread_key
 from rollout.plan.cohorts import CanaryPick, CohortIndex, index_cohorts, select_cover
 from rollout.plan.infeasible import describe_unplaced
-from rollout.errors import InfeasiblePlanError, InventoryError, PolicyError, Problem
-from rollout.plan.inventory import Device, Inventory
+from rollout.plan.inventory import Inventory
 from rollout.plan.policy import Policy
 from rollout.plan.schedule import WaveDates, plan_schedule
-from rollout.core.selectors import Selector, SelectorSyntaxError
 
 PLAN_SCHEMA = "zt-rollout/plan/v1"
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and fixed separators, UTF-8 kept as is: the input of every hash."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def sha256_of(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,38 +20,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from rollout.core.gatespec import (
+    Duration,
+    Frozen,
+    GateSpec,
+)
 from rollout.errors import PolicyError, Problem
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MULTI_VALUED_KEYS = frozenset({"apps", "tags"})
-_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
-_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(value: Any) -> int:
-    """``"7d"`` -> 604800. Integers are seconds. Raises ValueError with the accepted forms."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 90m, 36h, 7d or 2w")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration such as 90m, 36h, 7d or 2w")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-Duration = Annotated[int, BeforeValidator(parse_duration)]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WaveSize(_Frozen):
+class WaveSize(Frozen):
     """How many devices a wave takes: ``count`` or ``percent`` or ``rest``."""
 
     kind: Literal["count", "percent", "rest"]
@@ -97,7 +82,7 @@ class WaveSize(_Frozen):
         return {"count": f"{int(self.value)}", "percent": f"{self.value:g}%", "rest": "rest"}[self.kind]
 
 
-class WaveSpec(_Frozen):
+class WaveSpec(Frozen):
     name: str = Field(min_length=1)
     canary: bool = False
     gates: dict[str, Any] | None = None  # overrides of the policy's gates for this wave
@@ -113,26 +98,26 @@ class WaveSpec(_Frozen):
         return v
 
 
-class CohortSpec(_Frozen):
+class CohortSpec(Frozen):
     keys: tuple[str, ...] = ("model", "os_version", "department", "site")
     combinations: tuple[tuple[str, ...], ...] = (("model", "os_version"), ("department", "apps"))
     min_size: int = Field(default=20, ge=1)
     prefer_tags: tuple[str, ...] = ("it-volunteer", "pilot")
 
 
-class SiteSeparation(_Frozen):
+class SiteSeparation(Frozen):
     """Devices of these sites (matching ``tags``, if given) never share a wave."""
 
     sites: tuple[str, ...] = Field(min_length=2)
     tags: tuple[str, ...] = ()
 
 
-class Exclusions(_Frozen):
+class Exclusions(Frozen):
     devices: tuple[str, ...] = ()
     selectors: tuple[str, ...] = ()
 
 
-class Constraints(_Frozen):
+class Constraints(Frozen):
     max_per_site_per_wave: dict[str, int] | int | None = None
     separate_sites: tuple[SiteSeparation, ...] = ()
     last_tags: tuple[str, ...] = ()
@@ -146,14 +131,14 @@ class Constraints(_Frozen):
         return caps.get(site, caps.get("default"))
 
 
-class MonthlyWindow(_Frozen):
+class MonthlyWindow(Frozen):
     """Days of every month; negative days count from the month's end (-1 is the last day)."""
 
     from_day: int = Field(ge=-31, le=31)
     to_day: int = Field(ge=-31, le=31)
 
 
-class Blackout(_Frozen):
+class Blackout(Frozen):
     name: str
     start: dt.date | None = Field(default=None, alias="from")
     end: dt.date | None = Field(default=None, alias="to")
@@ -165,13 +150,13 @@ class Blackout(_Frozen):
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
-class Schedule(_Frozen):
+class Schedule(Frozen):
     start_date: dt.date
     working_days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
     blackouts: tuple[Blackout, ...] = ()
 
 
-class Helpdesk(_Frozen):
+class Helpdesk(Frozen):
     devices_per_day: int = Field(default=500, ge=1)
     tickets_per_100_devices: float = Field(default=0, ge=0)
     tickets_per_day: float | None = Field(default=None, gt=0)
@@ -189,60 +174,7 @@ class Helpdesk(_Frozen):
         return max(limit, 1)
 
 
-class Threshold(_Frozen):
-    """A health signal's thresholds. For rates (higher is better): pass at or above ``pass_``,
-    roll back below ``rollback``. For ``tickets_per_100`` (lower is better): pass at or below
-    ``pass_``, roll back above ``rollback``. Between the two the verdict is inconclusive."""
-
-    pass_: float = Field(alias="pass")
-    rollback: float
-
-
-SIGNALS = ("kitting", "signin", "ztna", "app", "tickets_per_100")
-LOWER_IS_BETTER = frozenset({"tickets_per_100"})
-
-
-def _default_signals() -> dict[str, Threshold]:
-    rates = {"kitting": (0.98, 0.90), "signin": (0.98, 0.90), "ztna": (0.98, 0.90), "app": (0.97, 0.85)}
-    out = {name: Threshold(**{"pass": p, "rollback": r}) for name, (p, r) in rates.items()}
-    out["tickets_per_100"] = Threshold(**{"pass": 5.0, "rollback": 15.0})
-    return out
-
-
-class CohortTest(_Frozen):
-    """When a cohort's failures count as concentrated: Fisher's exact test against the rest of the
-    wave, one-sided, at ``alpha``, with at least ``min_failures`` failures in the cohort."""
-
-    keys: tuple[str, ...] = ("model", "os_version", "department", "site", "apps")
-    min_failures: int = Field(default=3, ge=1)
-    alpha: float = Field(default=0.001, gt=0, lt=1)
-
-
-class GateSpec(_Frozen):
-    """How a wave is judged during and after its bake."""
-
-    signals: dict[str, Threshold] = Field(default_factory=_default_signals)
-    min_checkins: int = Field(default=10, ge=1)
-    coverage: float = Field(default=0.9, gt=0, le=1)
-    checkin_deadline: Duration = 2 * 86400
-    cohort: CohortTest = CohortTest()
-    max_consecutive_errors: int = Field(default=3, ge=1)
-    # While applying: a wave whose failed migrations exceed this share of its devices fails.
-    max_migration_failures: float = Field(default=0.1, ge=0, le=1)
-
-    @field_validator("signals")
-    @classmethod
-    def _known_signals(cls, v: dict[str, Threshold]) -> dict[str, Threshold]:
-        for name, t in v.items():
-            if name not in SIGNALS:
-                raise ValueError(f"unknown signal {name!r} (known: {', '.join(SIGNALS)})")
-            worse = t.rollback < t.pass_ if name in LOWER_IS_BETTER else t.rollback > t.pass_
-            if worse:
-                raise ValueError(f"{name}: the rollback threshold must be beyond the pass threshold")
-        return v
-
-
-class Policy(_Frozen):
+class Policy(Frozen):
     rollout: str = Field(min_length=1)
     sites: tuple[str, ...] | None = None
     default_approvals: tuple[str, ...] = ("pm",)

@@ -34,10 +34,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from rollout.core.device import Device
+from rollout.core.model import DevicePhase, DeviceState
 from rollout.errors import InputError, NotFoundError, PolicyError, Problem, RolloutError
 from rollout.files import write_bytes_atomic
-from rollout.plan.inventory import Device
-from rollout.core.model import DevicePhase, DeviceState
 from rollout.plan.policy import load_policy
 from rollout.store.api import StateStore
 from rollout.templating import render, render_html

@@ -30,17 +30,17 @@ from typing import Any
 
 from markupsafe import Markup
 
-from rollout.reports.charts import SignalBar, signals_svg, timeline_svg
-from rollout.errors import InputError
+from rollout.core.device import Device
 from rollout.core.gates import RATE_SIGNALS, TICKETS
-from rollout.plan.inventory import Device
 from rollout.core.model import DevicePhase, DeviceState
+from rollout.core.timeline import Timeline, migration_timeline
+from rollout.errors import InputError
+from rollout.reports.charts import SignalBar, signals_svg, timeline_svg
 from rollout.reports.light import Light, assess_light
-from rollout.reports.text import labels
 from rollout.reports.status import status_json
+from rollout.reports.text import labels
 from rollout.store.api import StateStore
 from rollout.templating import render, render_html
-from rollout.core.timeline import Timeline, migration_timeline
 
 FORMATS = ("html", "markdown")
 COHORT_KEYS = ("model", "os_version", "department")

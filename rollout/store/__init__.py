@@ -2,7 +2,7 @@
 
 The interface (``api``: ``StateStore``, change sets, fences), SQLite (``sqlite``, ``sqlite_apply``,
 ``schema``), DynamoDB (``dynamo``, ``dynamo_replica``, ``dynamo_commit``, ``dynamo_io``,
-``dynamo_items``), the row codecs (``rows``), the driver's lease (``lease``), and ``factory``,
+``dynamo_create``, ``dynamo_items``), the row codecs (``rows``), the driver's lease (``lease``), and ``factory``,
 which opens a store from its ``--state`` URL.
 
 May import: ``rollout.core``, ``rollout.plan`` and the foundation. Never a backend, the driver or

@@ -25,9 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rollout.core.audit import AuditReport, Event
+from rollout.core.device import Device
+from rollout.core.model import (
+    Approval,
+    DevicePhase,
+    DeviceState,
+    Issue,
+    RolloutStatus,
+    WavePhase,
+    WaveState,
+)
 from rollout.errors import RolloutError
-from rollout.plan.inventory import Device
-from rollout.core.model import Approval, DevicePhase, DeviceState, Issue, RolloutStatus, WavePhase, WaveState
 
 
 class StaleWriterError(RolloutError):

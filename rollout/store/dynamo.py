@@ -22,41 +22,61 @@ transaction holds at most 100 items):
 
 Each store instance keeps a replica of the rollout's rows, brought up to date from the commit
 records since the seq it last saw, so reads cost one GetItem of HEAD and compare-and-set is checked
-against the state as of ``seq``. The code that writes is in ``rollout.store.dynamo_io``.
+against the state as of ``seq``. The commit path is in ``rollout.store.dynamo_io``,
+creation, export and import in ``rollout.store.dynamo_create``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import random
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from rollout.core.audit import AuditReport, Event, verify_chain
-from rollout.store.dynamo_items import blob_value, from_item, query_all
+from rollout.core.device import Device, parse_record
+from rollout.core.model import (
+    Approval,
+    DevicePhase,
+    DeviceState,
+    Issue,
+    RolloutStatus,
+    WaveState,
+)
 from rollout.errors import InputError, NotFoundError
-from rollout.plan.inventory import Device, parse_record
-from rollout.core.model import Approval, DevicePhase, DeviceState, Issue, RolloutStatus, WavePhase, WaveState
-from rollout.store.api import Build, Changes, ConflictError, Fence, Intent, LeaseRow, RolloutDump, StaleWriterError
+from rollout.store.api import (
+    Build,
+    Changes,
+    ConflictError,
+    Fence,
+    Intent,
+    LeaseRow,
+    RolloutDump,
+    StaleWriterError,
+)
 from rollout.store.dynamo_commit import plan_commit
+from rollout.store.dynamo_create import create, export_rollout, import_rollout
 from rollout.store.dynamo_io import (
     PARTITIONS,
-    bucket_of,
-    create,
-    export_rollout,
-    import_rollout,
     materialize,
     new_nonce,
     read_records,
     unpack,
     write_commit,
+)
+from rollout.store.dynamo_items import blob_value, from_item, query_all
+from rollout.store.dynamo_replica import (
+    DynamoView,
+    Replica,
+    apply_record,
+    approval_key,
+    intent_of,
+    lease_of,
 )
 from rollout.store.rows import (
     DEVICE_PHASES,
@@ -68,65 +88,6 @@ from rollout.store.rows import (
 )
 
 MAX_ATTEMPTS = 60
-KINDS = ("waves", "devices", "approvals", "issues", "decisions", "intents")
-
-
-def approval_key(a: Approval) -> str:
-    return hashlib.blake2b("\x1f".join((a.wave, a.wave_hash, a.by, a.role)).encode("utf-8"), digest_size=16).hexdigest()
-
-
-@dataclass
-class Replica:
-    """This instance's copy of one rollout's rows, as of commit ``seq``."""
-
-    head: dict[str, Any]
-    seq: int
-    waves: dict[int, dict[str, Any]] = field(default_factory=dict)
-    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
-    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
-    decisions: dict[int, dict[str, Any]] = field(default_factory=dict)
-    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    buckets: dict[int, list[str]] = field(default_factory=dict)  # device bucket -> its devices
-    inventory: dict[str, Device] | None = None
-    plan: tuple[int, dict[str, Any]] | None = None
-
-    def table(self, kind: str) -> dict[Any, dict[str, Any]]:
-        return getattr(self, kind)  # type: ignore[no-any-return]
-
-    def bucket_rows(self, bucket: int) -> dict[str, dict[str, Any]]:
-        return {d: {k: v for k, v in self.devices[d].items() if k != "_v"} for d in self.buckets.get(bucket, [])}
-
-
-class DynamoView:
-    """``TxView`` over a replica."""
-
-    def __init__(self, rollout_id: str, replica: Replica) -> None:
-        self.rollout_id, self.replica = rollout_id, replica
-
-    def status(self) -> RolloutStatus:
-        return status_from_row(self.rollout_id, self.replica.head)
-
-    def lease(self) -> LeaseRow | None:
-        return lease_of(self.replica.head)
-
-    def last_fence(self) -> int:
-        return int(self.replica.head.get("last_fence") or 0)
-
-    def next_issue_id(self) -> int:
-        return int(self.replica.head.get("issue_max") or 0) + 1
-
-    def wave_phase(self, index: int) -> WavePhase:
-        if index not in self.replica.waves:
-            raise NotFoundError(f"rollout {self.rollout_id} has no wave {index}")
-        return WavePhase(self.replica.waves[index]["phase"])
-
-
-def lease_of(head: dict[str, Any]) -> LeaseRow | None:
-    if not head.get("lease_id"):
-        return None
-    return LeaseRow(head["lease_id"], head["lease_holder"], head["lease_host"], int(head["lease_pid"]),
-                    float(head["lease_acquired_at"]), float(head["lease_expires_at"]), int(head["lease_fence"]))
 
 
 class DynamoStore:
@@ -380,25 +341,3 @@ class DynamoStore:
         got = self.client.get_item(TableName=self.table, ConsistentRead=True,
                                    Key={"pk": {"S": self.pk(rollout_id)}, "sk": {"S": f"EVENT#{count:09d}"}})
         return dt.datetime.fromisoformat(from_item(got["Item"])["at"])
-
-
-def intent_of(row: dict[str, Any]) -> Intent:
-    budget = row.get("max_errors")
-    return Intent(row["op_id"], row["verb"], int(row["wave"]), tuple(json.loads(row["device_ids"])),
-                  None if budget is None else int(budget))
-
-
-def apply_record(replica: Replica, record: dict[str, Any]) -> None:
-    """Bring the replica's rows to commit ``record['seq']`` (a row already newer is kept)."""
-    seq = int(record["seq"])
-    buckets = int(replica.head.get("buckets") or 1)
-    for kind in KINDS:
-        rows = replica.table(kind)
-        for name, row in record[kind].items():
-            key: Any = int(name) if kind in ("waves", "issues", "decisions") else name
-            if int(rows.get(key, {}).get("_v") or 0) < seq:
-                rows[key] = {**row, "_v": seq}
-    for device_id in record["devices"]:
-        members = replica.buckets.setdefault(bucket_of(device_id, buckets), [])
-        if device_id not in members:
-            members.append(device_id)

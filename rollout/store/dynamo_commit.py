@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rollout.core.audit import event_hash
-from rollout.errors import NotFoundError
+from rollout.core.audit import seal_event
 from rollout.core.model import Approval
+from rollout.errors import NotFoundError
 from rollout.store.api import UNCHANGED, Changes, ConflictError, RowChange
+from rollout.store.dynamo_replica import Replica
 from rollout.store.rows import approval_to_row, encode, encode_fields, issue_to_row
-
-if TYPE_CHECKING:
-    from rollout.store.dynamo import Replica
 
 LEASE_ATTRS = ("lease_id", "lease_holder", "lease_host", "lease_pid", "lease_acquired_at", "lease_expires_at",
                "lease_fence")
@@ -130,10 +128,9 @@ def _events(head: dict[str, Any], changes: Changes) -> list[dict[str, Any]]:
     for e in changes.events:
         seq += 1
         stamp = e.at.isoformat()
-        data = json.loads(json.dumps(dict(e.data), ensure_ascii=False))  # as it reads back
-        digest = event_hash(prev, seq, stamp, e.actor, e.kind, data)
-        out.append({"seq": seq, "at": stamp, "actor": e.actor, "kind": e.kind,
-                    "data": json.dumps(data, ensure_ascii=False, sort_keys=True), "prev_hash": prev, "hash": digest})
+        stored, digest = seal_event(prev, seq, stamp, e.actor, e.kind, dict(e.data))
+        out.append({"seq": seq, "at": stamp, "actor": e.actor, "kind": e.kind, "data": stored, "prev_hash": prev,
+                    "hash": digest})
         prev = digest
     return out
 

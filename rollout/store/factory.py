@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from rollout.errors import InputError
-from rollout.store.sqlite import SqliteStore
 from rollout.store.api import StateStore
+from rollout.store.sqlite import SqliteStore
 
 STATE_HELP = "State store: sqlite:PATH (default) or dynamodb://TABLE?region=REGION."
 

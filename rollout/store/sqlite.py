@@ -24,9 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rollout.core.audit import GENESIS, AuditReport, Event, event_hash, verify_chain
-from rollout.errors import InputError, NotFoundError
-from rollout.plan.inventory import Device, parse_record
+from rollout.core.audit import GENESIS, AuditReport, Event, verify_chain
+from rollout.core.device import Device, parse_record
 from rollout.core.model import (
     Approval,
     DevicePhase,
@@ -35,9 +34,32 @@ from rollout.core.model import (
     RolloutStatus,
     WaveState,
 )
-from rollout.store.api import Build, Changes, Fence, Intent, LeaseRow, RolloutDump, StaleWriterError
-from rollout.store.rows import DEVICE_PHASES, approval_from_row, issue_from_row, status_from_row, utc, wave_from_row
+from rollout.errors import InputError, NotFoundError
+from rollout.store.api import (
+    Build,
+    Changes,
+    Fence,
+    Intent,
+    LeaseRow,
+    RolloutDump,
+    StaleWriterError,
+)
+from rollout.store.rows import (
+    DEVICE_PHASES,
+    approval_from_row,
+    issue_from_row,
+    status_from_row,
+    utc,
+    wave_from_row,
+)
 from rollout.store.schema import MIGRATIONS
+from rollout.store.sqlite_apply import (
+    SqliteView,
+    append_event,
+    apply_changes,
+    export_rollout,
+    import_rollout,
+)
 
 __all__ = ["DEFAULT_STATE", "Fence", "SqliteStore", "StaleWriterError", "filesystem_type", "iso", "utc"]
 
@@ -116,8 +138,6 @@ class SqliteStore:
 
     def transact(self, rollout_id: str, build: Build, fence: Fence | None = None) -> Changes:
         """Build the change set inside one write transaction and apply it (see ``rollout.store.api``)."""
-        from rollout.store.sqlite_apply import SqliteView, apply_changes
-
         with self.write(rollout_id, fence) as db:
             changes = build(SqliteView(self, db, rollout_id))
             apply_changes(self, db, rollout_id, changes)
@@ -151,15 +171,7 @@ class SqliteStore:
     def append_event(self, db: sqlite3.Connection, rollout_id: str, at: dt.datetime, actor: str, kind: str,
                      data: dict[str, Any]) -> None:
         """Append to the hash chain inside the caller's transaction and move the head."""
-        row = db.execute("SELECT event_count, head_hash FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
-        seq, prev = row["event_count"] + 1, row["head_hash"]
-        stamp = at.isoformat()
-        digest = event_hash(prev, seq, stamp, actor, kind, data)
-        db.execute("INSERT INTO events (rollout_id, seq, at, actor, kind, data, prev_hash, hash) "
-                   "VALUES (?,?,?,?,?,?,?,?)",
-                   (rollout_id, seq, stamp, actor, kind, json.dumps(data, ensure_ascii=False, sort_keys=True),
-                    prev, digest))
-        db.execute("UPDATE rollouts SET event_count=?, head_hash=? WHERE id=?", (seq, digest, rollout_id))
+        append_event(db, rollout_id, at, actor, kind, data)
 
     def events(self, rollout_id: str) -> Iterator[Event]:
         for r in self.db.execute("SELECT * FROM events WHERE rollout_id=? ORDER BY rowid", (rollout_id,)):
@@ -329,13 +341,9 @@ class SqliteStore:
         return dt.datetime.fromisoformat(row[0])
 
     def export_rollout(self, rollout_id: str) -> RolloutDump:
-        from rollout.store.sqlite_apply import export_rollout
-
         return export_rollout(self, rollout_id)
 
     def import_rollout(self, dump: RolloutDump) -> None:
-        from rollout.store.sqlite_apply import import_rollout
-
         import_rollout(self, dump)
 
     def integrity_check(self) -> str:

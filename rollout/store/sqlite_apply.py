@@ -7,23 +7,50 @@ transaction rolls back), inserts, the lease, then the events appended to the has
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
+from rollout.core.audit import seal_event
+from rollout.core.device import Device
+from rollout.core.model import DeviceState, RolloutStatus, WavePhase, WaveState
 from rollout.errors import NotFoundError
-from rollout.core.model import RolloutStatus, WavePhase
+from rollout.store.api import (
+    UNCHANGED,
+    Changes,
+    ConflictError,
+    Fence,
+    Intent,
+    LeaseRow,
+    RolloutDump,
+    RowChange,
+    StateStore,
+)
 from rollout.store.rows import encode
-from rollout.store.api import UNCHANGED, Changes, ConflictError, Intent, LeaseRow, RolloutDump, RowChange
 
-if TYPE_CHECKING:
-    from rollout.store.sqlite import SqliteStore
+
+class SqliteHandle(StateStore, Protocol):
+    """What these functions need of the SQLite store (``rollout.store.sqlite.SqliteStore``): the
+    readers of ``StateStore``, its connection, and its write transaction. Named here, so that this
+    module does not import the store that imports it."""
+
+    db: sqlite3.Connection
+
+    def write(self, rollout_id: str | None = None,
+              fence: Fence | None = None) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def create_rollout(self, status: RolloutStatus, waves: Sequence[WaveState], devices: Sequence[DeviceState],
+                       inventory: Sequence[Device], plan: dict[str, Any], now: dt.datetime, *,
+                       backend: dict[str, Any] | None = None, log: bool = True) -> None: ...
 
 
 class SqliteView:
     """``TxView`` over the open write transaction."""
 
-    def __init__(self, store: SqliteStore, db: sqlite3.Connection, rollout_id: str) -> None:
+    def __init__(self, store: SqliteHandle, db: sqlite3.Connection, rollout_id: str) -> None:
         self.store, self.db, self.rollout_id = store, db, rollout_id
 
     def status(self) -> RolloutStatus:
@@ -62,7 +89,7 @@ def _update(db: sqlite3.Connection, table: str, key_column: str, rollout_id: str
         raise NotFoundError(f"{what} {change.key} does not exist")
 
 
-def apply_changes(store: SqliteStore, db: sqlite3.Connection, rollout_id: str, changes: Changes) -> None:
+def apply_changes(store: SqliteHandle, db: sqlite3.Connection, rollout_id: str, changes: Changes) -> None:
     """Write ``changes`` in the open transaction; any failure rolls all of it back."""
     if changes.rollout:
         sets = ", ".join(f"{name}=?" for name in changes.rollout)
@@ -94,7 +121,19 @@ def apply_changes(store: SqliteStore, db: sqlite3.Connection, rollout_id: str, c
                    [(encode(at), op_id) for op_id, at in changes.done_intents])
     _apply_lease(db, rollout_id, changes)
     for e in changes.events:
-        store.append_event(db, rollout_id, e.at, e.actor, e.kind, dict(e.data))
+        append_event(db, rollout_id, e.at, e.actor, e.kind, dict(e.data))
+
+
+def append_event(db: sqlite3.Connection, rollout_id: str, at: dt.datetime, actor: str, kind: str,
+                 data: dict[str, Any]) -> None:
+    """Append to the hash chain inside the caller's transaction and move the head."""
+    row = db.execute("SELECT event_count, head_hash FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
+    seq, prev = row["event_count"] + 1, row["head_hash"]
+    stamp = at.isoformat()
+    stored, digest = seal_event(prev, seq, stamp, actor, kind, data)
+    db.execute("INSERT INTO events (rollout_id, seq, at, actor, kind, data, prev_hash, hash) "
+               "VALUES (?,?,?,?,?,?,?,?)", (rollout_id, seq, stamp, actor, kind, stored, prev, digest))
+    db.execute("UPDATE rollouts SET event_count=?, head_hash=? WHERE id=?", (seq, digest, rollout_id))
 
 
 def _apply_lease(db: sqlite3.Connection, rollout_id: str, changes: Changes) -> None:
@@ -112,7 +151,7 @@ def _apply_lease(db: sqlite3.Connection, rollout_id: str, changes: Changes) -> N
                 lease.expires_at, lease.fence))
 
 
-def export_rollout(store: SqliteStore, rollout_id: str) -> RolloutDump:
+def export_rollout(store: SqliteHandle, rollout_id: str) -> RolloutDump:
     """Everything of one rollout, rows as stored (events verbatim, so the chain verifies elsewhere)."""
     db = store.db
     db.execute("BEGIN")  # one read snapshot
@@ -135,7 +174,7 @@ def export_rollout(store: SqliteStore, rollout_id: str) -> RolloutDump:
         db.execute("COMMIT")
 
 
-def import_rollout(store: SqliteStore, dump: RolloutDump) -> None:
+def import_rollout(store: SqliteHandle, dump: RolloutDump) -> None:
     """Write a dumped rollout as it was: the same rows, the same events and hashes."""
     s = dump.status
     store.create_rollout(s, dump.waves, dump.devices, [dump.inventory[d.device_id] for d in dump.devices],

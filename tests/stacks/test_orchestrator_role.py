@@ -6,7 +6,11 @@ import json
 from typing import Any
 
 from rollout.core.contract import DEVICE_SITE_TAG_KEY
-from rollout.core.permissions import ORCHESTRATOR_GRANTS, required_actions, write_actions
+from rollout.core.permissions import (
+    ORCHESTRATOR_GRANTS,
+    required_actions,
+    write_actions,
+)
 
 from .conftest import ACCOUNT_ID, ProgramRun
 

@@ -31,59 +31,28 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 
 from rollout.backends import NOT_DISPATCHED, Abort, Progress
 from rollout.backends.aws.calls import AmbiguousCall, ApiError, Caller, RateLimits
-from rollout.backends.aws.clients import AwsSettings, Clients, SessionFactory, SiteClients
+from rollout.backends.aws.clients import (
+    AwsSettings,
+    Clients,
+    SessionFactory,
+    SiteClients,
+)
 from rollout.backends.aws.signals import read_wave_signals
+from rollout.backends.aws.work import Budget, DeviceFailure, Work
 from rollout.core.contract import SiteContract
-from rollout.core.engine import Signals
+from rollout.core.decision import Signals
+from rollout.core.device import Device
+from rollout.core.model import MIGRATE_STEPS, StepResult
 from rollout.errors import AwsUnavailableError, PermissionDeniedError
 from rollout.store.api import StaleWriterError
-from rollout.plan.inventory import Device
-from rollout.core.model import MIGRATE_STEPS
-from rollout.drive.recorder import StepResult
 
 IDENTITY, ENDPOINT, ACCESS = (1 << MIGRATE_STEPS.index(s) for s in ("identity", "endpoint", "access"))
 ALL_STEPS = IDENTITY | ENDPOINT | ACCESS
 BATCH = 50  # SendCommand takes at most 50 instance ids
-
-
-class DeviceFailure(Exception):
-    """This device cannot be moved (no such user, no managed node): a failure of the device alone."""
-
-
-@dataclass
-class Work:
-    device: Device
-    steps: int
-    error: str = ""
-    failed: bool = False
-    retriable: bool = False
-    ref: str = ""
-
-    @property
-    def instance(self) -> str:
-        return dict(self.device.attributes).get("instance_id", "")
-
-
-class Budget:
-    """Failures so far against ``max_errors`` (None: no limit)."""
-
-    def __init__(self, max_errors: int | None) -> None:
-        self.max_errors, self.failures = max_errors, 0
-        self._lock = threading.Lock()
-
-    def fail(self, work: Work, error: str) -> None:
-        with self._lock:
-            work.failed, work.error = True, error
-            self.failures += 1
-
-    @property
-    def spent(self) -> bool:
-        return self.max_errors is not None and self.failures > self.max_errors
 
 
 class AwsBackend:

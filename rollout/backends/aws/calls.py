@@ -48,7 +48,7 @@ from botocore.exceptions import (
 from rollout.errors import AwsError, AwsUnavailableError, PermissionDeniedError
 from rollout.faults import FaultSwitch
 
-log = logging.getLogger("rollout.backends.aws")
+log = logging.getLogger("rollout.aws")
 
 DEFAULT_RATE = 20.0
 DEFAULT_RATES: Mapping[str, float] = {

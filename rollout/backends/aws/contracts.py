@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from rollout.core.contract import ContractError, SiteContract, contract_parameter_name, load_contract, load_contract_file
+from rollout.core.contract import (
+    ContractError,
+    SiteContract,
+    contract_parameter_name,
+    load_contract,
+    load_contract_file,
+)
 from rollout.errors import SiteContractError
 
 

@@ -16,25 +16,33 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from rollout.backends.aws.calls import ApiError
+from rollout.backends.aws.calls import ApiError, Caller
+from rollout.backends.aws.clients import AwsSettings, Clients, SiteClients
 from rollout.core.contract import CheckIn, CheckInAction, ContractError, health_checks
-from rollout.core.engine import Signals
+from rollout.core.decision import Signals
+from rollout.core.device import Device
+from rollout.core.verdicts import AlarmState, HealthReport
 from rollout.errors import AwsError
-from rollout.core.gates import AlarmState, HealthReport
-from rollout.plan.inventory import Device
 
-if TYPE_CHECKING:
-    from rollout.backends.aws.backend import AwsBackend
-    from rollout.backends.aws.clients import SiteClients
+
+class SignalSource(Protocol):
+    """What reading signals needs of the AWS backend (``rollout.backends.aws.backend.AwsBackend``):
+    its sites' clients, its caller, its settings and its cache of final command statuses."""
+
+    rollout_id: str
+    clients: Clients
+    caller: Caller
+    settings: AwsSettings
+    invocations: dict[tuple[str, str], str]  # (command, node) -> final SSM status
 
 FAILED_STATUSES = frozenset({"Failed", "TimedOut", "Cancelled", "DeliveryTimedOut", "ExecutionTimedOut",
                              "Undeliverable", "Terminated", "InvalidPlatform", "AccessDenied"})
 FINAL_STATUSES = FAILED_STATUSES | {"Success"}
 
 
-def read_wave_signals(backend: AwsBackend, wave: int, devices: Sequence[Device], now: dt.datetime,
+def read_wave_signals(backend: SignalSource, wave: int, devices: Sequence[Device], now: dt.datetime,
                       refs: Mapping[str, str]) -> Signals:
     reports: dict[str, HealthReport] = {}
     alarms: list[AlarmState] = []
@@ -64,7 +72,7 @@ def read_wave_signals(backend: AwsBackend, wave: int, devices: Sequence[Device],
     return Signals(reports=reports, tickets={}, alarms=tuple(alarms), errors=tuple(errors))
 
 
-def _checkins(backend: AwsBackend, site: SiteClients, wave: int, wanted: set[str], now: dt.datetime,
+def _checkins(backend: SignalSource, site: SiteClients, wave: int, wanted: set[str], now: dt.datetime,
               errors: list[str]) -> tuple[dict[str, HealthReport], set[str]]:
     """Newest kitting check-in per wanted device, this wave's partition first, then earlier ones;
     and the devices found in this wave's own partition."""
@@ -88,7 +96,7 @@ def _checkins(backend: AwsBackend, site: SiteClients, wave: int, wanted: set[str
     return found, this_wave
 
 
-def _query(backend: AwsBackend, site: SiteClients, partition: str) -> list[dict[str, dict[str, str]]]:
+def _query(backend: SignalSource, site: SiteClients, partition: str) -> list[dict[str, dict[str, str]]]:
     items: list[dict[str, dict[str, str]]] = []
     args: dict[str, Any] = {"TableName": site.contract.checkin_table_name, "KeyConditionExpression": "#pk = :pk",
             "ExpressionAttributeNames": {"#pk": "rollout_wave"},
@@ -101,7 +109,7 @@ def _query(backend: AwsBackend, site: SiteClients, partition: str) -> list[dict[
         args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _alarms(backend: AwsBackend, sites: Sequence[SiteClients], errors: list[str]) -> list[AlarmState]:
+def _alarms(backend: SignalSource, sites: Sequence[SiteClients], errors: list[str]) -> list[AlarmState]:
     """Every site's two alarms, one DescribeAlarms per region (it takes up to 100 names)."""
     out: list[AlarmState] = []
     by_region: dict[str, list[SiteClients]] = {}
@@ -127,7 +135,7 @@ def _alarms(backend: AwsBackend, sites: Sequence[SiteClients], errors: list[str]
     return out
 
 
-def _invocations(backend: AwsBackend, silent: Sequence[Device], refs: Mapping[str, str],
+def _invocations(backend: SignalSource, silent: Sequence[Device], refs: Mapping[str, str],
                  now: dt.datetime, errors: list[str]) -> dict[str, HealthReport]:
     """Kitting failures of silent devices, from their command's status (each device on its own)."""
     out: dict[str, HealthReport] = {}
