@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo demo-aws test install install-dev lint typecheck browser clean
+.PHONY: demo demo-aws test test-nightly install install-dev lint typecheck browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +46,15 @@ browser:
 	@fc-list :lang=ja 2>/dev/null | grep -q . || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-ipafont-gothic; }
 
+# The suite runs on every core (pytest-xdist); each test file's tests stay on one worker
+# (--dist loadfile), so module fixtures such as a rehearsal's files are built once.
+TEST_WORKERS ?= auto
 test: install-dev typecheck browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# Also the exhaustive variants (marker nightly), for the scheduled workflow.
+test-nightly: install-dev typecheck browser
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "nightly or not nightly"
 
 clean:
 	rm -rf $(VENV) .rollout .pytest_cache .mypy_cache .hypothesis

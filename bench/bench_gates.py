@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rollout.core.gates import assess_wave
+from rollout.core.gatespec import GateSpec
 from rollout.core.verdicts import HealthReport, WaveEvidence
 from rollout.plan.fleet import generate_fleet  # noqa: E402
-from rollout.core.gatespec import GateSpec
 
 MIGRATED = dt.datetime(2025, 4, 1, 9, tzinfo=dt.UTC)
 

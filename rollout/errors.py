@@ -7,6 +7,7 @@
     |   +-- PlanFileError         a plan JSON file that cannot be read
     |   +-- InfeasiblePlanError   the policy's constraints cannot all be met by this fleet
     |   +-- SiteContractError     a site's contract (SSM parameter, stack output, file) is missing or incomplete
+    |       +-- ContractError     the same, raised while reading one (also a ValueError, for pydantic validators)
     +-- NotFoundError             a device, wave or rollout named on the command line does not exist; exit 1
     +-- AwaitingHumanError        the rollout cannot go on without a person (approval, triage); exit 3
     +-- AwsError                  AWS refused or failed a call (converted in one place: rollout.backends.aws.calls); exit 1
@@ -102,6 +103,13 @@ class AwaitingHumanError(RolloutError):
 
 class SiteContractError(InputError):
     """A site's contract cannot be read or lacks a key; the message names the site and the key."""
+
+
+class ContractError(SiteContractError, ValueError):
+    """A site contract is missing, unreadable or lacks a key; the message names the site and the key.
+
+    Raised by ``rollout.core.contract`` (which ``stacks/`` shares); a ValueError too, so that a
+    pydantic validator may raise it."""
 
 
 class AwsError(RolloutError):

@@ -12,7 +12,6 @@ from typing import Any
 
 from rollout.core.decision import Decision, Signals, Snapshot
 from rollout.core.device import Device
-from rollout.core.gates import RATE_SIGNALS
 from rollout.core.model import (
     MIGRATE_STEPS,
     Approval,
@@ -25,6 +24,7 @@ from rollout.core.model import (
     WavePhase,
     WaveState,
 )
+from rollout.core.signals import RATE_SIGNALS
 from rollout.core.verdicts import AlarmState, HealthReport
 from rollout.plan.fleet import generate_fleet
 

@@ -7,9 +7,9 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from rollout.core.device import Device
-from rollout.core.gates import RATE_SIGNALS
-from rollout.core.verdicts import AlarmState, HealthReport, WaveEvidence
 from rollout.core.gatespec import GateSpec
+from rollout.core.signals import RATE_SIGNALS
+from rollout.core.verdicts import AlarmState, HealthReport, WaveEvidence
 
 MIGRATED = dt.datetime(2025, 4, 1, 9, 0, tzinfo=dt.UTC)
 NOW = MIGRATED + dt.timedelta(hours=12)

@@ -176,30 +176,38 @@ def assert_same_end(history: History, reference: Outcome) -> None:
     assert verified.returncode == 0, f"{where}: {verified.stderr}"
 
 
+# (histories, kills at least): every pull request runs the first; the scheduled workflow the second.
+RANDOM_RUNS = [pytest.param(12, 30, id="pr"), pytest.param(40, 100, id="exhaustive", marks=pytest.mark.nightly)]
+STEP_RUNS = [pytest.param(8, 40, id="pr"), pytest.param(20, 100, id="exhaustive", marks=pytest.mark.nightly)]
+
+
+@pytest.mark.parametrize(("histories_n", "min_kills"), RANDOM_RUNS)
 def test_random_kills_resume_to_the_uninterrupted_end(files: RehearsalFiles, reference: tuple[Outcome, float],
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, histories_n: int, min_kills: int) -> None:
     outcome, took = reference
     window = (0.18, max(0.4, 0.85 * took))  # from the end of the imports to most of a whole run
-    histories = [History(f"random seed {seed}", tmp_path / f"random-{seed}.db") for seed in range(40)]
+    histories = [History(f"random seed {seed}", tmp_path / f"random-{seed}.db") for seed in range(histories_n)]
     run_histories([partial(random_history, files, h, seed, window) for seed, h in enumerate(histories)])
     for history in histories:
         assert_same_end(history, outcome)
     kills = sum(h.kills for h in histories)
     print(f"random kills: {kills} in {sum(h.runs for h in histories)} runs")
-    assert kills >= 100
+    assert kills >= min_kills
 
 
+@pytest.mark.parametrize(("histories_n", "min_kills"), STEP_RUNS)
 def test_kills_at_each_step_boundary_resume_to_the_uninterrupted_end(
-        files: RehearsalFiles, reference: tuple[Outcome, float], tmp_path: Path) -> None:
-    histories = [History(f"steps seed {seed}", tmp_path / f"steps-{seed}.db") for seed in range(20)]
+        files: RehearsalFiles, reference: tuple[Outcome, float], tmp_path: Path, histories_n: int,
+        min_kills: int) -> None:
+    histories = [History(f"steps seed {seed}", tmp_path / f"steps-{seed}.db") for seed in range(histories_n)]
     run_histories([partial(step_history, files, h, seed) for seed, h in enumerate(histories)])
     for history in histories:
         assert_same_end(history, reference[0])
     kills = sum(h.kills for h in histories)
     per_step = {step: sum(s.startswith(step) for h in histories for s in h.spec_log[:-1]) for step in STEPS}
     print(f"step kills: {kills} in {sum(h.runs for h in histories)} runs; {json.dumps(per_step)}")
-    assert kills >= 100
-    assert all(n >= 10 for n in per_step.values()), per_step
+    assert kills >= min_kills
+    assert all(n >= min_kills // 10 for n in per_step.values()), per_step
 
 
 def test_without_intents_the_same_kills_migrate_devices_twice(files: RehearsalFiles, tmp_path: Path) -> None:

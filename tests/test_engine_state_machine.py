@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -390,8 +390,10 @@ SETTINGS = settings(max_examples=300, stateful_step_count=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-def test_the_rollout_state_machine_keeps_its_invariants() -> None:
-    run_state_machine_as_test(RolloutMachine, settings=SETTINGS)
+@pytest.mark.parametrize("examples", [pytest.param(300, id="pr"),
+                                      pytest.param(3000, id="exhaustive", marks=pytest.mark.nightly)])
+def test_the_rollout_state_machine_keeps_its_invariants(examples: int) -> None:
+    run_state_machine_as_test(RolloutMachine, settings=settings(SETTINGS, max_examples=examples))
 
 
 # --- seeded mutants: each must be caught -----------------------------------------------------------
@@ -421,8 +423,10 @@ def _rollback_skips_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "_start_rollback", skipping)
 
 
+# A mutant only has to be caught, not explained: no shrinking of the failing example, which took most
+# of these tests' time and proves nothing more.
 MUTANT_SETTINGS = settings(max_examples=300, stateful_step_count=40, deadline=None, database=None, derandomize=True,
-                           suppress_health_check=list(HealthCheck))
+                           suppress_health_check=list(HealthCheck), phases=(Phase.explicit, Phase.generate))
 
 
 @pytest.mark.parametrize("mutate", [_self_approval, _approval_carried, _rollback_skips_a_device],

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from rollout.cli.main import cli
+from rollout.core.gatespec import parse_duration
 from rollout.errors import PolicyError
 from rollout.plan.policy import WaveSize, load_policy, parse_policy
-from rollout.core.gatespec import parse_duration
 from tests.conftest import EXAMPLE_POLICY
 
 EXAMPLE = EXAMPLE_POLICY.read_text(encoding="utf-8")

@@ -1,28 +1,50 @@
-"""What the rollout commands share: the store, the rollout, who acts, and the clock.
+"""What the rollout commands share: the store, the rollout, who acts, the clock, the console.
 
 ``--state sqlite:PATH`` (or a plain path) or ``--state dynamodb://TABLE?region=R`` (``ROLLOUT_STATE``)
 picks the state store, default ``sqlite:.rollout/state.db``. ``--rollout ID`` picks the rollout
 when the store holds several. ``--as NAME`` (``ROLLOUT_ACTOR``) is who acts.
+
+Light on purpose: every command module imports this one and click only at module level, and the
+library it needs inside the command, so ``rollout --help`` and ``rollout status`` start fast.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import getpass
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rollout.errors import InputError
-from rollout.store.api import StateStore
-from rollout.store.factory import STATE_HELP
-from rollout.store.factory import open_store as open_store
-from rollout.store.sqlite import DEFAULT_STATE
+from rollout.store.locations import DEFAULT_STATE, STATE_HELP
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rollout.store.api import StateStore
 
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def open_store(state: str) -> StateStore:
+    from rollout.store.factory import open_store as open_
+
+    return open_(state)
+
+
+def stdout() -> Console:
+    from rich.console import Console
+
+    return Console(soft_wrap=True, width=200 if not sys.stdout.isatty() else None)
+
+
+def note(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def pick_rollout(store: StateStore, rollout: str | None) -> str:

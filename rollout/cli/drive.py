@@ -13,26 +13,10 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from rollout.backends import Backend
-from rollout.backends.factory import (
-    aws_settings,
-    open_backend,
-    simulator_settings,
-    world_for,
-)
-from rollout.backends.simulator import load_scenario
 from rollout.cli.common import (
     actor_option,
     now_utc,
@@ -41,13 +25,14 @@ from rollout.cli.common import (
     rollout_option,
     state_option,
 )
-from rollout.drive.loop import DriveOptions, begin_rollout, drive
-from rollout.drive.operations import replan
 from rollout.errors import RolloutError
-from rollout.plan import api
-from rollout.plan.planfile import load_plan_file
-from rollout.store.api import StateStore
-from rollout.store.lease import DEFAULT_TTL, LeaseHeldError
+
+if TYPE_CHECKING:
+    from rollout.backends import Backend
+    from rollout.drive.loop import DriveOptions
+    from rollout.store.api import StateStore
+
+DEFAULT_LEASE_TTL = 60.0  # seconds; the same as rollout.store.lease.DEFAULT_TTL (a test checks)
 
 
 def parse_rates(values: tuple[str, ...]) -> dict[str, float]:
@@ -63,7 +48,6 @@ def parse_rates(values: tuple[str, ...]) -> dict[str, float]:
                                      param_hint="--rate")
         rates[api_name] = rate
     return rates
-
 
 
 def _local_fleet(aws: Backend, settings: Mapping[str, Any], store: StateStore, rollout_id: str) -> Backend:
@@ -97,6 +81,13 @@ def start(plan_path: Path, inventory: Path, scenario: Path | None, backend_kind:
           concurrency: int, rates: tuple[str, ...], retry_deadline: float, no_assume_role: bool, world: Path | None,
           no_separation_of_duties: bool, state: str, actor: str) -> None:
     """Record a new rollout from PLAN and the INVENTORY it was made from; nothing moves yet."""
+    from rollout.backends.factory import aws_settings, simulator_settings, world_for
+    from rollout.backends.simulator import load_scenario
+    from rollout.drive.loop import begin_rollout
+    from rollout.plan import api
+    from rollout.plan.planfile import load_plan_file
+
+
     load_plan_file(plan_path)
     plan = json.loads(plan_path.read_text(encoding="utf-8"))
     devices = api.load_inventory_for_plan(inventory, plan)
@@ -127,6 +118,10 @@ def start(plan_path: Path, inventory: Path, scenario: Path | None, backend_kind:
 @actor_option(True)
 def replan_cmd(plan_path: Path, state: str, rollout_id: str | None, actor: str) -> None:
     """Adopt a new plan for the waves not started yet; changed waves need approving again."""
+    from rollout.drive.operations import replan
+    from rollout.plan.planfile import load_plan_file
+
+
     load_plan_file(plan_path)
     plan = json.loads(plan_path.read_text(encoding="utf-8"))
     store = open_store(state)
@@ -138,6 +133,16 @@ def replan_cmd(plan_path: Path, state: str, rollout_id: str | None, actor: str) 
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str, str, int, int], None]]:
     """A progress bar per backend call on stderr (when it is a terminal)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=not sys.stderr.isatty()) as bars:
@@ -153,6 +158,10 @@ def progress_bars() -> Iterator[Callable[[str, str, int, int], None]]:
 
 
 def _drive(state: str, rollout_id: str | None, actor: str, options: DriveOptions) -> None:
+    from rollout.backends.factory import open_backend, world_for
+    from rollout.drive.loop import drive
+    from rollout.store.lease import LeaseHeldError
+
     store = open_store(state)
     rid = pick_rollout(store, rollout_id)
     backend = open_backend(store, rid, default_world=world_for(store.location, rid), wrap=_local_fleet)
@@ -173,7 +182,7 @@ def _drive(state: str, rollout_id: str | None, actor: str, options: DriveOptions
 @click.option("--simulated-time", is_flag=True, help="Compressed time (rehearsals): jump to the next change.")
 @click.option("--step", "step_hours", type=float, default=6.0, show_default=True, help="Hours per simulated tick.")
 @click.option("--interval", type=float, default=60.0, show_default=True, help="Seconds between real-time ticks.")
-@click.option("--lease-ttl", type=click.FloatRange(min=1), default=DEFAULT_TTL, envvar="ROLLOUT_LEASE_TTL",
+@click.option("--lease-ttl", type=click.FloatRange(min=1), default=DEFAULT_LEASE_TTL, envvar="ROLLOUT_LEASE_TTL",
               show_default=True, help="Seconds the driver's lease lasts unless renewed (each tick renews it).")
 @state_option
 @rollout_option
@@ -181,6 +190,8 @@ def _drive(state: str, rollout_id: str | None, actor: str, options: DriveOptions
 def run(until: str | None, once: bool, simulated_time: bool, step_hours: float, interval: float, lease_ttl: float,
         state: str, rollout_id: str | None, actor: str) -> None:
     """Drive the rollout until it completes, halts, or needs a human (holds the rollout's lease)."""
+    from rollout.drive.loop import DriveOptions
+
     _drive(state, rollout_id, actor, DriveOptions(once, until, simulated_time, dt.timedelta(hours=step_hours),
                                                   interval, lease_ttl))
 
@@ -191,4 +202,9 @@ def run(until: str | None, once: bool, simulated_time: bool, step_hours: float, 
 @actor_option(False)
 def tick(state: str, rollout_id: str | None, actor: str) -> None:
     """One tick of the engine (the same as `rollout run --once`)."""
+    from rollout.drive.loop import DriveOptions
+
     _drive(state, rollout_id, actor, DriveOptions(once=True))
+
+
+COMMANDS = (start, replan_cmd, run, tick)

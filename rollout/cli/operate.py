@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from rollout.cli.common import (
     actor_option,
@@ -22,27 +21,7 @@ from rollout.cli.common import (
     rollout_option,
     state_option,
 )
-from rollout.cli.rehearse_view import print_summary, run_rehearsal
-from rollout.drive.operations import (
-    add_issue,
-    approve,
-    pause,
-    request_rollback,
-    resume,
-    set_issue,
-)
 from rollout.errors import RolloutError
-from rollout.reports.status import status_json, status_table
-from rollout.store.lease import force_unlock
-
-
-def register(cli: click.Group) -> None:
-    from rollout.cli.drive import replan_cmd, run, start, tick
-    from rollout.cli.state import state
-
-    for command in (start, replan_cmd, run, tick, status, approve_cmd, triage, pause_cmd, resume_cmd, rollback, unlock,
-                    audit, rehearse_cmd, state):
-        cli.add_command(command)
 
 
 @click.command()
@@ -51,6 +30,10 @@ def register(cli: click.Group) -> None:
 @rollout_option
 def status(fmt: str, state: str, rollout_id: str | None) -> None:
     """The rollout, its waves, gate decisions with their evidence, approvals and issues."""
+    from rich.console import Console
+
+    from rollout.reports.status import status_json, status_table
+
     store = open_store(state)
     data = status_json(store, pick_rollout(store, rollout_id))
     if fmt == "json":
@@ -68,6 +51,8 @@ def status(fmt: str, state: str, rollout_id: str | None) -> None:
 @actor_option(True)
 def approve_cmd(wave: str, role: str, comment: str, state: str, rollout_id: str | None, actor: str) -> None:
     """Approve WAVE for its current content hash."""
+    from rollout.drive.operations import approve
+
     store = open_store(state)
     w = approve(store, pick_rollout(store, rollout_id), wave, actor, role, comment, now_utc())
     click.echo(f"{actor} approved {w.name} as {role} for hash {w.hash[:12]}.")
@@ -88,6 +73,8 @@ def triage() -> None:
 def triage_add(title: str, selector: str, severity: str | None, state: str, rollout_id: str | None,
                actor: str) -> None:
     """Report an issue."""
+    from rollout.drive.operations import add_issue
+
     store = open_store(state)
     issue_id = add_issue(store, pick_rollout(store, rollout_id), title, selector, severity, actor, now_utc())
     click.echo(f"Issue #{issue_id} recorded{'' if severity else ' (untriaged: the next wave waits for its triage)'}.")
@@ -99,6 +86,8 @@ def triage_add(title: str, selector: str, severity: str | None, state: str, roll
 @rollout_option
 def triage_list(fmt: str, state: str, rollout_id: str | None) -> None:
     """List issues with severity, status, and the devices each holds."""
+    from rollout.reports.status import status_json
+
     store = open_store(state)
     issues = status_json(store, pick_rollout(store, rollout_id))["issues"]
     if fmt == "json":
@@ -119,6 +108,8 @@ def triage_list(fmt: str, state: str, rollout_id: str | None) -> None:
 def triage_set(issue_id: int, severity: str | None, status_: str | None, state: str, rollout_id: str | None,
                actor: str) -> None:
     """Triage an issue: its severity and/or status."""
+    from rollout.drive.operations import set_issue
+
     store = open_store(state)
     set_issue(store, pick_rollout(store, rollout_id), issue_id, actor, now_utc(), severity=severity, status=status_)
     click.echo(f"Issue #{issue_id} updated by {actor}.")
@@ -131,6 +122,8 @@ def triage_set(issue_id: int, severity: str | None, status_: str | None, state: 
 @actor_option(True)
 def pause_cmd(reason: str, state: str, rollout_id: str | None, actor: str) -> None:
     """No new wave starts until `rollout resume`; rollbacks and gates go on."""
+    from rollout.drive.operations import pause
+
     store = open_store(state)
     pause(store, pick_rollout(store, rollout_id), actor, reason, now_utc())
     click.echo("Paused.")
@@ -142,6 +135,8 @@ def pause_cmd(reason: str, state: str, rollout_id: str | None, actor: str) -> No
 @actor_option(True)
 def resume_cmd(state: str, rollout_id: str | None, actor: str) -> None:
     """Clear a pause or halt; held waves are judged again."""
+    from rollout.drive.operations import resume
+
     store = open_store(state)
     waves = resume(store, pick_rollout(store, rollout_id), actor, now_utc())
     click.echo("Resumed." + (f" Judging again: {', '.join(waves)}." if waves else ""))
@@ -155,6 +150,8 @@ def resume_cmd(state: str, rollout_id: str | None, actor: str) -> None:
 @actor_option(True)
 def rollback(wave: str, reason: str, state: str, rollout_id: str | None, actor: str) -> None:
     """Roll WAVE back: recorded now, carried out by the driver (`rollout run`) on its next tick."""
+    from rollout.drive.operations import request_rollback
+
     store = open_store(state)
     w = request_rollback(store, pick_rollout(store, rollout_id), wave, actor, reason, now_utc())
     click.echo(f"Wave {w.name}: rollback recorded; the rollout is halted. `rollout run` reverts its devices.")
@@ -167,6 +164,8 @@ def rollback(wave: str, reason: str, state: str, rollout_id: str | None, actor: 
 @actor_option(True)
 def unlock(lease_id: str, state: str, rollout_id: str | None, actor: str) -> None:
     """Break a dead driver's lease (audited)."""
+    from rollout.store.lease import force_unlock
+
     store = open_store(state)
     holder = force_unlock(store, pick_rollout(store, rollout_id), lease_id, actor, time.time())
     click.echo(f"Lease of {holder} removed by {actor}.")
@@ -200,5 +199,12 @@ def audit_verify(state: str, rollout_id: str | None) -> None:
 def rehearse_cmd(plan_path: Path, inventory: Path, scenario: Path, state_path: Path,
                  start_date: dt.datetime | None) -> None:
     """A whole rollout against the simulator in compressed time; resumable on the same --state."""
+    from rich.console import Console
+    
+    from rollout.cli.rehearse_view import print_summary, run_rehearsal
+
     result = run_rehearsal(plan_path, inventory, scenario, state_path, start_date, Console())
     print_summary(result, state_path, Console())
+
+
+COMMANDS = (status, approve_cmd, triage, pause_cmd, resume_cmd, rollback, unlock, audit, rehearse_cmd)

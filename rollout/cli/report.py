@@ -12,23 +12,15 @@ from pathlib import Path
 import click
 
 from rollout.cli.common import open_store, pick_rollout, rollout_option, state_option
-from rollout.files import write_bytes_atomic
-from rollout.plan import api
-from rollout.reports.ci_comment import ci_comment_markdown
-from rollout.reports.notices import deliver, make_notices, write_notices
-from rollout.reports.report import FORMATS, make_report
-from rollout.reports.text import LANGS
-
-
-def register(cli: click.Group) -> None:
-    for command in (report, ci_comment, notices):
-        cli.add_command(command)
+from rollout.reports.text import FORMATS, LANGS
 
 
 def _write(out: Path | None, text: str, what: str) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
+    from rollout.files import write_bytes_atomic
+
     data = text.encode("utf-8")
     write_bytes_atomic(out, data)
     click.echo(f"Wrote {out} ({what}, {len(data):,} bytes).", err=True)
@@ -44,6 +36,9 @@ def _write(out: Path | None, text: str, what: str) -> None:
 @rollout_option
 def report(out: Path | None, lang: str, fmt: str, state: str, rollout_id: str | None) -> None:
     """The rollout at a glance: traffic light and why, waves, gates, approvals, issues, charts, breakdowns."""
+    from rollout.reports.report import make_report
+
+
     store = open_store(state)
     text = make_report(store, pick_rollout(store, rollout_id), lang=lang, fmt=fmt)
     _write(out, text, f"{fmt} report, {lang}")
@@ -55,6 +50,10 @@ def report(out: Path | None, lang: str, fmt: str, state: str, rollout_id: str | 
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the comment here (default: stdout).")
 def ci_comment(old: Path, new: Path, out: Path | None) -> None:
     """The pull request's sticky comment: what plan NEW changes from plan OLD (markdown with a marker)."""
+    from rollout.plan import api
+    from rollout.reports.ci_comment import ci_comment_markdown
+
+
     _write(out, ci_comment_markdown(api.diff(old, new)), "plan-diff comment")
 
 
@@ -71,6 +70,9 @@ def ci_comment(old: Path, new: Path, out: Path | None) -> None:
 def notices(wave: str, out_dir: Path, policy: Path | None, send: bool, sender: str | None, state: str,
             rollout_id: str | None) -> None:
     """One notice per employee of WAVE, in Japanese and English: when, what changes, whom to call."""
+    from rollout.reports.notices import deliver, make_notices, write_notices
+
+
     if send and not sender:
         raise click.UsageError("--send needs --from ADDRESS: the verified SES identity notices come from.")
     store = open_store(state)
@@ -88,3 +90,6 @@ def notices(wave: str, out_dir: Path, policy: Path | None, send: bool, sender: s
     again = f" ({done.sent_before:,} sent earlier, not again)" if done.sent_before else ""
     click.echo(f"Sent {done.sent_now:,} notices for wave {batch.wave} ({devices:,} devices) from {sender} through "
                f"Amazon SES{again}{held}; see {done.manifest}.")
+
+
+COMMANDS = (report, ci_comment, notices)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from rollout.cli.common import rollout_option, state_option
-from rollout.store.factory import STATE_HELP, init_store, migrate_rollout
+from rollout.store.locations import STATE_HELP
 
 
 @click.group()
@@ -17,6 +17,8 @@ def state() -> None:
 @state_option
 def state_init(state: str) -> None:
     """Create the DynamoDB table of --state dynamodb://TABLE?region=R (SQLite needs nothing)."""
+    from rollout.store.factory import init_store
+
     click.echo(init_store(state))
 
 
@@ -26,7 +28,12 @@ def state_init(state: str) -> None:
 @rollout_option
 def state_migrate(target: str, state: str, rollout_id: str | None) -> None:
     """Copy a rollout from --state to --to, with its whole audit log; no driver may hold it."""
+    from rollout.store.factory import migrate_rollout
+
     copied = migrate_rollout(state, target, rollout_id)
     click.echo(f"Copied rollout {copied.rollout_id} ({copied.devices:,} devices, {copied.events:,} events, head "
                f"{copied.head_hash[:12]}) from {copied.source} to {copied.target}; the audit log verifies there. "
                f"Drive it from now on with --state {target}.")
+
+
+COMMANDS = (state,)

@@ -29,6 +29,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rollout.errors import ContractError as ContractError
+
 SCHEMA_VERSION: Final = 1
 PARAMETER_PREFIX: Final = "/zt-rollout"
 
@@ -38,10 +40,6 @@ DEVICE_SITE_TAG_KEY: Final = "zt-rollout-site"
 
 SITE_ID_PATTERN: Final = r"^[a-z][a-z0-9-]{1,30}$"
 _SITE_ID = re.compile(SITE_ID_PATTERN)
-
-
-class ContractError(ValueError):
-    """A site contract is missing, unreadable or lacks a key; the message names the site and the key."""
 
 
 def contract_parameter_name(site: str) -> str:

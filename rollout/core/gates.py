@@ -54,8 +54,9 @@ from datetime import datetime
 
 from rollout.core.device import Device
 from rollout.core.fisher import log_fisher_greater
-from rollout.core.gatespec import LOWER_IS_BETTER, SIGNALS, GateSpec, Threshold
+from rollout.core.gatespec import GateSpec, Threshold
 from rollout.core.selectors import Selector, SelectorSyntaxError
+from rollout.core.signals import LOWER_IS_BETTER, RATE_SIGNALS, SIGNALS
 from rollout.core.verdicts import (
     CohortFinding,
     GateDecision,
@@ -66,10 +67,6 @@ from rollout.core.verdicts import (
     signal_sentence,
     worst,
 )
-
-RATE_SIGNALS = tuple(s for s in SIGNALS if s not in LOWER_IS_BETTER)
-TICKETS = "tickets_per_100"
-
 
 # --- assessment ----------------------------------------------------------------------------------
 

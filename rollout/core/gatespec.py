@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from rollout.core.signals import LOWER_IS_BETTER, SIGNALS
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -46,8 +48,6 @@ class Threshold(Frozen):
     rollback: float
 
 
-SIGNALS = ("kitting", "signin", "ztna", "app", "tickets_per_100")
-LOWER_IS_BETTER = frozenset({"tickets_per_100"})
 
 
 def _default_signals() -> dict[str, Threshold]:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from rollout.core.device import Device
-from rollout.core.gatespec import LOWER_IS_BETTER
+from rollout.core.signals import LOWER_IS_BETTER
 
 
 class Verdict(StrEnum):

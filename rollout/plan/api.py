@@ -19,6 +19,8 @@ from rollout.errors import InputError
 from rollout.files import write_bytes_atomic, write_json_atomic
 from rollout.plan.diff import PlanDiff, diff_plans
 from rollout.plan.explain import Explanation, explain_device
+from rollout.plan.fleet import EXAMPLE_FLEET_SIZE as EXAMPLE_FLEET_SIZE
+from rollout.plan.fleet import EXAMPLE_SEED as EXAMPLE_SEED
 from rollout.plan.fleet import EXTRA_COLUMNS, MANAGED_NODE_COLUMNS, iter_fleet
 from rollout.plan.inventory import Inventory, load_inventory
 from rollout.plan.planfile import load_plan_file, plan_to_json
@@ -27,8 +29,6 @@ from rollout.plan.policy import Policy, load_policy
 
 EXAMPLE_POLICY = "policy.yaml"
 EXAMPLE_FLEET = "fleet-10000.csv"
-EXAMPLE_FLEET_SIZE = 10_000
-EXAMPLE_SEED = 2027
 
 
 def examples_dir() -> Path:

@@ -16,6 +16,9 @@ from collections.abc import Iterator, Sequence
 
 from rollout.core.device import Device
 
+EXAMPLE_FLEET_SIZE = 10_000  # the example fleet of the demo and examples/fleet-10000.csv
+EXAMPLE_SEED = 2027
+
 # (site id, share of the fleet, hostname prefix)
 SITES: tuple[tuple[str, float, str], ...] = (
     ("tokyo", 0.42, "TKY"),

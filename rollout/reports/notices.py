@@ -36,7 +36,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from rollout.core.device import Device
 from rollout.core.model import DevicePhase, DeviceState
-from rollout.errors import InputError, NotFoundError, PolicyError, Problem, RolloutError
+from rollout.errors import (
+    AwsError,
+    InputError,
+    NotFoundError,
+    PolicyError,
+    Problem,
+    RolloutError,
+)
 from rollout.files import write_bytes_atomic
 from rollout.plan.policy import load_policy
 from rollout.store.api import StateStore
@@ -275,13 +282,14 @@ def _send_one(ses: SESV2Client, sender: str, n: Notice, done: int, total: int) -
                                          "Html": {"Data": n.html, "Charset": "UTF-8"}}}})
     except ClientError as err:
         error = err.response.get("Error", {})
-        raise RolloutError(f"Amazon SES refused the notice to {n.user}: {error.get('Code', 'error')}: "
-                           f"{error.get('Message', '')}. {done} of {total} were sent by this run (recorded in "
-                           "notices.json); fix the cause (e.g. verify the --from identity) and send again: "
-                           "only the rest go out.") from err
+        raise AwsError(f"Amazon SES refused the notice to {n.user}: {error.get('Code', 'error')}: "
+                       f"{error.get('Message', '')}. {done} of {total} were sent by this run (recorded in "
+                       "notices.json); fix the cause (e.g. verify the --from identity) and send again: "
+                       "only the rest go out.", code=str(error.get("Code", "")), action="ses:SendEmail") from err
     except BotoCoreError as err:
-        raise RolloutError(f"could not send the notice to {n.user}: {err}. {done} of {total} were sent by this "
-                           "run (recorded in notices.json); check AWS_REGION and credentials and send again.") from err
+        raise AwsError(f"could not send the notice to {n.user}: {err}. {done} of {total} were sent by this "
+                       "run (recorded in notices.json); check AWS_REGION and credentials and send again.",
+                       action="ses:SendEmail") from err
     return str(reply["MessageId"])
 
 

@@ -31,18 +31,17 @@ from typing import Any
 from markupsafe import Markup
 
 from rollout.core.device import Device
-from rollout.core.gates import RATE_SIGNALS, TICKETS
 from rollout.core.model import DevicePhase, DeviceState
+from rollout.core.signals import RATE_SIGNALS, TICKETS
 from rollout.core.timeline import Timeline, migration_timeline
 from rollout.errors import InputError
 from rollout.reports.charts import SignalBar, signals_svg, timeline_svg
 from rollout.reports.light import Light, assess_light
 from rollout.reports.status import status_json
-from rollout.reports.text import labels
+from rollout.reports.text import FORMATS, labels
 from rollout.store.api import StateStore
 from rollout.templating import render, render_html
 
-FORMATS = ("html", "markdown")
 COHORT_KEYS = ("model", "os_version", "department")
 COHORT_ROWS = 15
 GROUPS: Mapping[str, tuple[str, ...]] = {

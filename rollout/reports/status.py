@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
-
-from rich import box
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from rollout.core.approvals import missing_roles, valid_approvals
 from rollout.core.model import rollout_phase
 from rollout.drive.operations import issues_holding
 from rollout.store.api import StateStore
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 STATUS_SCHEMA = "zt-rollout/status/v1"
 PHASE_STYLE = {"passed": "green", "rolled_back": "red", "failed": "red", "rolling_back": "red", "held": "yellow",
@@ -82,6 +80,11 @@ def gate_summary(gate: dict[str, Any]) -> str:
 
 
 def status_table(data: dict[str, Any]) -> Group:
+    from rich import box
+    from rich.console import Group, RenderableType
+    from rich.table import Table
+    from rich.text import Text
+
     head = Text(f"Rollout {data['rollout']}: {data['phase'].upper()}", style="bold")
     parts: list[RenderableType] = [head]
     if data["halted"]["halted"]:

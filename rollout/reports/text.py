@@ -15,6 +15,7 @@ from typing import Any
 from rollout.errors import InputError
 
 LANGS = ("en", "ja")
+FORMATS = ("html", "markdown")  # of the status report
 
 _EN: dict[str, Any] = {
     "title": "Zero-trust rollout status",

@@ -19,8 +19,6 @@ from rollout.errors import InputError
 from rollout.store.api import StateStore
 from rollout.store.sqlite import SqliteStore
 
-STATE_HELP = "State store: sqlite:PATH (default) or dynamodb://TABLE?region=REGION."
-
 
 @dataclass(frozen=True)
 class DynamoUrl:

@@ -44,6 +44,7 @@ from rollout.store.api import (
     RolloutDump,
     StaleWriterError,
 )
+from rollout.store.locations import DEFAULT_STATE
 from rollout.store.rows import (
     DEVICE_PHASES,
     approval_from_row,
@@ -65,7 +66,6 @@ __all__ = ["DEFAULT_STATE", "Fence", "SqliteStore", "StaleWriterError", "filesys
 
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "afs", "9p", "ncpfs",
                                  "fuse.s3fs", "glusterfs", "ceph", "lustre"})
-DEFAULT_STATE = Path(".rollout/state.db")
 
 
 _DEVICE_PHASES = DEVICE_PHASES
