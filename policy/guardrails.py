@@ -108,7 +108,7 @@ def validate_iam_no_wildcard_actions(args: ResourceValidationArgs, report_violat
         wildcards = [a for a in _as_list(statement.get("Action", [])) if "*" in a]
         if wildcards or "NotAction" in statement:
             report_violation(f"role policy {args.name} allows wildcard actions {wildcards or ['NotAction']}: "
-                             "list the exact actions (see rollout/permissions.py).", None)
+                             "list the exact actions (see rollout/core/permissions.py).", None)
 
 
 def validate_vpc_has_dns_firewall(args: StackValidationArgs, report_violation: ReportViolation) -> None:
