@@ -46,15 +46,15 @@ browser:
 	@fc-list :lang=ja 2>/dev/null | grep -q . || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-ipafont-gothic; }
 
-# The suite runs on every core (pytest-xdist); each test file's tests stay on one worker
-# (--dist loadfile), so module fixtures such as a rehearsal's files are built once.
+# The suite runs on every core (pytest-xdist); an idle worker steals queued tests from a busy one
+# (--dist worksteal), so a few long tests do not leave one core working alone at the end.
 TEST_WORKERS ?= auto
 test: install-dev typecheck browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Also the exhaustive variants (marker nightly), for the scheduled workflow.
 test-nightly: install-dev typecheck browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "nightly or not nightly"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "nightly or not nightly"
 
 clean:
 	rm -rf $(VENV) .rollout .pytest_cache .mypy_cache .hypothesis
