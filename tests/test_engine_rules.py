@@ -24,6 +24,7 @@ from rollout.core.model import (
 )
 from rollout.drive.driver import Driver, SimulatedClock
 from rollout.drive.operations import approve, request_rollback, start_rollout
+from rollout.errors import InputError
 from rollout.store.sqlite import SqliteStore
 from tests.engine_builders import (
     FULL_STEPS,
@@ -389,7 +390,10 @@ def test_rolling_back_twice_makes_no_second_change(tmp_path: Path) -> None:
             fleet_rows = sim.db.execute("SELECT * FROM fleet ORDER BY device_id").fetchall()
             assert reverts == 3 * len(plan["waves"][0]["devices"])
             devices = store.devices("zt-twice")
-            request_rollback(store, "zt-twice", "canary", "sato", "again", clock())
+            events = store.audit_head("zt-twice")
+            with pytest.raises(InputError, match="already rolled_back: its rollback was recorded before"):
+                request_rollback(store, "zt-twice", "canary", "sato", "again", clock())
+            assert store.audit_head("zt-twice") == events  # nothing recorded
             for _ in range(5):
                 driver.tick()
                 clock.advance(None, dt.timedelta(hours=1))

@@ -74,13 +74,18 @@ def _local_fleet(aws: Backend, settings: Mapping[str, Any], store: StateStore, r
               help="aws: seconds of backing off from throttling before a call gives up (never a device failure).")
 @click.option("--no-assume-role", is_flag=True, help="aws: call as this identity, not each site's orchestrator role.")
 @click.option("--world", type=click.Path(dir_okay=False, path_type=Path), help="simulator: where its fleet is kept.")
-@click.option("--no-separation-of-duties", is_flag=True, help="Let the starter approve waves too.")
+@click.option("--no-separation-of-duties", is_flag=True, hidden=True,
+              help="Refused: separation of duties is waived after start by security (`rollout separation-of-duties waive`).")
 @state_option
 @actor_option(False)
 def start(plan_path: Path, inventory: Path, scenario: Path | None, backend_kind: str | None, contracts: str | None,
           concurrency: int, rates: tuple[str, ...], retry_deadline: float, no_assume_role: bool, world: Path | None,
           no_separation_of_duties: bool, state: str, actor: str) -> None:
     """Record a new rollout from PLAN and the INVENTORY it was made from; nothing moves yet."""
+    if no_separation_of_duties:
+        raise click.UsageError("--no-separation-of-duties: the starter cannot turn off the rule that binds them. Start "
+                               "the rollout, then a person with the security role runs `rollout separation-of-duties "
+                               "waive --role security --reason TEXT --as NAME`; status and the report show it.")
     from rollout.backends.factory import aws_settings, simulator_settings, world_for
     from rollout.backends.simulator import load_scenario
     from rollout.drive.loop import begin_rollout
@@ -105,7 +110,7 @@ def start(plan_path: Path, inventory: Path, scenario: Path | None, backend_kind:
                                                      "assume_role": not no_assume_role},
                                 inventory_name=str(inventory))
     store = open_store(state)
-    begin_rollout(store, plan, devices, actor, not no_separation_of_duties, settings, now_utc())
+    begin_rollout(store, plan, devices, actor, True, settings, now_utc())
     click.echo(f"Started rollout {plan['rollout']} ({len(devices):,} devices, plan {plan['plan_hash'][:12]}, "
                f"backend {kind}) in {store.location}. Next: rollout approve {plan['waves'][0]['name']} "
                "--as NAME --role ROLE")

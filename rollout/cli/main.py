@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from rollout.cli import drive, operate, plan, report, state
+from rollout.cli import drive, duties, operate, plan, report, state
 from rollout.errors import RolloutError
 
 
@@ -41,7 +41,7 @@ def cli(debug: bool) -> None:
     configure_logging(debug)
 
 
-for _module in (plan, drive, operate, report, state):
+for _module in (plan, drive, operate, duties, report, state):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -4,7 +4,8 @@ A wave is approved when, for each role it requires, a different person approved 
 role *for the wave's current hash*. An approval for another hash (an earlier plan) counts for
 nothing: a changed plan voids the approvals of the waves it changes, and only those. With
 separation of duties, the person who started the rollout cannot approve its waves. Names are
-compared case-insensitively (``Sato`` and ``sato`` are one person).
+compared by ``rollout.core.names.person_key``: ``Sato``, ``sato`` and ``ｓａｔｏ`` are one person,
+and so are look-alikes such as ``sаto`` with a Cyrillic ``а``.
 
 Example: canary requires (pm, security); approvals: sato as pm and suzuki as security on hash H:
 approved. If sato approved as both pm and security, it is not: one person fills one role.
@@ -15,14 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rollout.core.model import Approval, RolloutStatus, WaveState
+from rollout.core.names import person_key
 
 
 def valid_approvals(wave: WaveState, approvals: Iterable[Approval], status: RolloutStatus) -> list[Approval]:
     """The approvals that count for ``wave`` now: its name, its current hash, not by the starter."""
+    starter = person_key(status.started_by)
     return [
         a for a in approvals
         if a.wave == wave.name and a.wave_hash == wave.hash
-        and not (status.separation_of_duties and a.by.casefold() == status.started_by.casefold())
+        and not (status.separation_of_duties and person_key(a.by) == starter)
     ]
 
 
@@ -36,8 +39,8 @@ def missing_roles(wave: WaveState, approvals: Iterable[Approval], status: Rollou
     by_role: dict[str, list[str]] = {}
     for a in valid_approvals(wave, approvals, status):
         people = by_role.setdefault(a.role, [])
-        if a.by.casefold() not in people:
-            people.append(a.by.casefold())
+        if person_key(a.by) not in people:
+            people.append(person_key(a.by))
     holder: dict[str, int] = {}  # person -> index of the required role they fill
 
     def assign(slot: int, seen: set[str]) -> bool:

@@ -194,6 +194,9 @@ class RolloutStatus:
     halted: bool = False
     halt_reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Who turned separation of duties off, as which role, why and when ({"by", "role", "reason", "at"});
+    # None while it is enforced or was never on (``rollout separation-of-duties waive``).
+    duties_waived: Mapping[str, str] | None = None
 
 
 def rollout_phase(status: RolloutStatus, waves: list[WaveState]) -> RolloutPhase:

@@ -21,6 +21,7 @@ from rollout.core.model import (
     WaveState,
     check_wave_move,
 )
+from rollout.core.names import display_name, same_person
 from rollout.core.selectors import Selector, SelectorSyntaxError
 from rollout.drive.recorder import issue_changes
 from rollout.errors import InputError, NotFoundError
@@ -32,6 +33,7 @@ def start_rollout(store: StateStore, rollout_id: str, plan: Mapping[str, Any], i
                   backend: Mapping[str, Any] | None = None) -> None:
     """Record a new rollout from a plan file's JSON and the inventory it was made from, and (in the
     same transaction) the backend that drives it."""
+    started_by = display_name(started_by, what="--as")
     waves = [WaveState(w["index"], w["name"], w["hash"], WavePhase.PLANNED, now, tuple(w["approvals"]),
                        w["bake_seconds"], w.get("gates") or {}, w["canary"]) for w in plan["waves"]]
     devices: list[DeviceState] = []
@@ -57,12 +59,13 @@ def _wave(store: StateStore, rollout_id: str, name: str) -> WaveState:
 def approve(store: StateStore, rollout_id: str, wave_name: str, by: str, role: str, comment: str,
             now: dt.datetime) -> WaveState:
     """Record an approval of the wave's *current* hash; refuse what could never count."""
+    by = display_name(by, what="--as")
     status = store.status(rollout_id)
     wave = _wave(store, rollout_id, wave_name)
     if role not in wave.approvals_required:
         raise InputError(f"wave {wave.name} needs approvals from {', '.join(wave.approvals_required) or 'nobody'}, "
                          f"not {role!r}; pass --role with one of those.")
-    if status.separation_of_duties and by.casefold() == status.started_by.casefold():
+    if status.separation_of_duties and same_person(by, status.started_by):
         raise InputError(f"{by} started rollout {rollout_id} and cannot approve its waves (separation of duties); "
                          "ask another person with the role.")
     if wave.phase.is_started:
@@ -84,6 +87,7 @@ def _check_selector(store: StateStore, rollout_id: str, selector: str) -> str:
 def add_issue(store: StateStore, rollout_id: str, title: str, selector: str, severity: str | None, by: str,
               now: dt.datetime) -> int:
     """Report an issue; it is untriaged until it has a severity. Returns its id."""
+    by = display_name(by, what="--as")
     selector = _check_selector(store, rollout_id, selector)
     active = next((w.name for w in store.waves(rollout_id) if w.phase.is_started and not w.phase.is_terminal), None)
     if active is None:
@@ -102,6 +106,7 @@ def add_issue(store: StateStore, rollout_id: str, title: str, selector: str, sev
 def set_issue(store: StateStore, rollout_id: str, issue_id: int, by: str, now: dt.datetime,
               severity: str | None = None, status: str | None = None) -> None:
     """Triage: set severity and/or status, recording who decided and when."""
+    by = display_name(by, what="--as")
     if severity is None and status is None:
         raise InputError("give --severity and/or --status.")
     if not any(i.id == issue_id for i in store.issues(rollout_id)):
@@ -115,6 +120,7 @@ def set_issue(store: StateStore, rollout_id: str, issue_id: int, by: str, now: d
 
 
 def pause(store: StateStore, rollout_id: str, by: str, reason: str, now: dt.datetime) -> None:
+    by = display_name(by, what="--as")
     def build(view: TxView) -> Changes:
         view.status()
         ch = Changes(rollout={"paused": True, "pause_reason": reason})
@@ -130,6 +136,7 @@ def resume(store: StateStore, rollout_id: str, by: str, now: dt.datetime) -> lis
     After a halt, the next wave may start although the wave before it was rolled back; that
     wave's reverted devices ride with it. Returns the held waves that go back to baking.
     """
+    by = display_name(by, what="--as")
     waves = [w for w in store.waves(rollout_id) if w.phase == WavePhase.HELD]
     ch = Changes(rollout={"paused": False, "pause_reason": "", "halted": False, "halt_reason": ""})
     for wave in waves:
@@ -147,9 +154,11 @@ ROLLBACK_FROM = (WavePhase.APPLYING, WavePhase.BAKING, WavePhase.HELD, WavePhase
 def request_rollback(store: StateStore, rollout_id: str, wave_name: str, by: str, reason: str,
                      now: dt.datetime) -> WaveState:
     """Mark the wave failed and halt the rollout; the engine reverts its devices on its next tick."""
+    by = display_name(by, what="--as")
     wave = _wave(store, rollout_id, wave_name)
     if wave.phase in (WavePhase.FAILED, WavePhase.ROLLING_BACK, WavePhase.ROLLED_BACK):
-        return wave  # already rolling back or rolled back: a second request changes nothing
+        raise InputError(f"wave {wave.name} is already {wave.phase}: its rollback was recorded before, and nothing "
+                         "new was recorded now; `rollout status` shows how far it is.")
     if wave.phase not in ROLLBACK_FROM:
         raise InputError(f"wave {wave.name} is {wave.phase}: nothing of it is migrated, so there is nothing to roll back.")
     ch = Changes(rollout={"halted": True, "halt_reason": f"wave {wave.name} rolled back on demand by {by}: {reason}"},
@@ -182,6 +191,7 @@ def replan(store: StateStore, rollout_id: str, plan: Mapping[str, Any], by: str,
     counting: an approved wave goes back to planned. Started waves cannot change: a plan that
     moves a device of a started wave, or changes a started wave, is refused whole.
     """
+    by = display_name(by, what="--as")
     waves = store.waves(rollout_id)
     new_waves = list(plan["waves"])
     if [w.name for w in waves] != [w["name"] for w in new_waves]:
@@ -211,3 +221,33 @@ def replan(store: StateStore, rollout_id: str, plan: Mapping[str, Any], by: str,
     ch.event(now, by, "rollout.replanned", {"plan_hash": plan["plan_hash"], "voided": [w.name for w, _ in changed]})
     store.transact(rollout_id, lambda view: ch)
     return [w.name for w, _ in changed]
+
+
+WAIVER_ROLE = "security"
+
+
+def waive_separation_of_duties(store: StateStore, rollout_id: str, by: str, role: str, reason: str,
+                               now: dt.datetime) -> RolloutStatus:
+    """Let the starter approve waves too: a decision of the ``security`` role, never of the starter, with
+    a reason; recorded in the rollout (status and report show it) and in the audit log."""
+    by = display_name(by, what="--as")
+    reason = " ".join(reason.split())
+    status = store.status(rollout_id)
+    if role != WAIVER_ROLE:
+        raise InputError(f"only the {WAIVER_ROLE} role may waive separation of duties, not {role!r}; "
+                         f"ask a person with that role (--role {WAIVER_ROLE}).")
+    if not reason:
+        raise InputError("--reason: empty; say why the starter may approve waves of this rollout.")
+    if same_person(by, status.started_by):
+        raise InputError(f"{by} started rollout {rollout_id} and cannot waive the rule that binds them; "
+                         f"ask another person with the {WAIVER_ROLE} role.")
+    if not status.separation_of_duties:
+        raise InputError(f"separation of duties is already off for rollout {rollout_id}"
+                         + (f" (waived by {status.duties_waived['by']})" if status.duties_waived else "")
+                         + "; nothing new was recorded.")
+    waiver = {"by": by, "role": role, "reason": reason, "at": now.isoformat()}
+    ch = Changes(rollout={"separation_of_duties": False, "duties_waived": waiver})
+    ch.event(now, by, "rollout.separation_of_duties_waived", {"role": role, "reason": reason,
+                                                              "starter": status.started_by})
+    store.transact(rollout_id, lambda view: ch)
+    return store.status(rollout_id)

@@ -39,6 +39,8 @@ def status_json(store: StateStore, rollout_id: str) -> dict[str, Any]:
         "plan_hash": status.plan_hash,
         "started_by": status.started_by,
         "started_at": status.started_at.isoformat(),
+        "separation_of_duties": {"enforced": status.separation_of_duties,
+                                 "waived": dict(status.duties_waived) if status.duties_waived else None},
         "paused": {"paused": status.paused, "reason": status.pause_reason},
         "halted": {"halted": status.halted, "reason": status.halt_reason},
         "devices": dict(sorted(Counter(d.phase.value for d in devices.values()).items())),
@@ -91,6 +93,10 @@ def status_table(data: dict[str, Any]) -> Group:
         parts.append(Text(f"halted: {data['halted']['reason']}", style="red"))
     if data["paused"]["paused"]:
         parts.append(Text(f"paused: {data['paused']['reason']}", style="yellow"))
+    waived = data["separation_of_duties"]["waived"]
+    if waived:
+        parts.append(Text(f"separation of duties WAIVED by {waived['by']} ({waived['role']}, {waived['at'][:10]}): "
+                          f"{waived['reason']}; {data['started_by']} may approve waves", style="red"))
     table = Table(box=box.SIMPLE_HEAVY)
     for column in ("wave", "phase", "devices", "approvals", "gate"):
         table.add_column(column)

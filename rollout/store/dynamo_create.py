@@ -113,6 +113,7 @@ def _head_fields(status: RolloutStatus, backend: dict[str, Any], devices: int) -
             "started_at": encode(status.started_at), "separation_of_duties": status.separation_of_duties,
             "paused": status.paused, "pause_reason": status.pause_reason, "halted": status.halted,
             "halt_reason": status.halt_reason, "backend": json.dumps(backend), "seq": 1, "applied": 1,
+            "duties_waived": json.dumps(dict(status.duties_waived)) if status.duties_waived else "",
             "issue_max": 0, "decision_max": 0, "intent_n": 0, "approval_n": 0, "replans": 0, "plan_ref": 1,
             "last_fence": 0, "buckets": bucket_count(devices), "nonce": ""}
 

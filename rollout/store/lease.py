@@ -17,6 +17,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
+from rollout.core.names import display_name
 from rollout.errors import InputError, RolloutError
 from rollout.store.api import Changes, Fence, LeaseRow, StateStore, TxView
 
@@ -104,6 +105,7 @@ def release_lease(store: StateStore, lease: Lease, now: float) -> None:
 
 def force_unlock(store: StateStore, rollout_id: str, lease_id: str, by: str, now: float) -> str:
     """Remove the lease ``lease_id`` (it must be the current one); returns who held it."""
+    by = display_name(by, what="--as")
 
     def build(view: TxView) -> Changes:
         row = view.lease()

@@ -58,9 +58,18 @@ def encode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def status_from_row(rollout_id: str, r: Row) -> RolloutStatus:
+    waived = _optional(r, "duties_waived")
     return RolloutStatus(rollout_id, r["plan_hash"], r["started_by"], utc(r["started_at"]) or dt.datetime.min,
                          bool(r["separation_of_duties"]), bool(r["paused"]), r["pause_reason"], bool(r["halted"]),
-                         r["halt_reason"])
+                         r["halt_reason"], duties_waived=json.loads(waived) if waived else None)
+
+
+def _optional(r: Row, key: str) -> Any:
+    """A field a row written by an older version may lack (a DynamoDB item; SQLite adds defaults)."""
+    try:
+        return r[key]
+    except (KeyError, IndexError):
+        return None
 
 
 def wave_from_row(r: Row) -> WaveState:

@@ -121,4 +121,6 @@ CREATE TABLE fences (
     "ALTER TABLE devices ADD COLUMN ref TEXT NOT NULL DEFAULT ''",
     # 4: the error budget a migrate call was given, so that a replay after a crash gets the same.
     "ALTER TABLE intents ADD COLUMN max_errors INTEGER",
+    # 5: who waived separation of duties for the rollout, as what, why and when (JSON; '' while enforced).
+    "ALTER TABLE rollouts ADD COLUMN duties_waived TEXT NOT NULL DEFAULT ''",
 )

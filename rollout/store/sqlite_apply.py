@@ -181,8 +181,10 @@ def import_rollout(store: SqliteHandle, dump: RolloutDump) -> None:
                          dump.plan, s.started_at, log=False)
     rid = s.rollout_id
     with store.write() as db:
-        db.execute("UPDATE rollouts SET paused=?, pause_reason=?, halted=?, halt_reason=?, backend=? WHERE id=?",
-                   (int(s.paused), s.pause_reason, int(s.halted), s.halt_reason, json.dumps(dump.backend), rid))
+        db.execute("UPDATE rollouts SET separation_of_duties=?, paused=?, pause_reason=?, halted=?, halt_reason=?, "
+                   "backend=?, duties_waived=? WHERE id=?",
+                   (int(s.separation_of_duties), int(s.paused), s.pause_reason, int(s.halted), s.halt_reason,
+                    json.dumps(dump.backend), json.dumps(dict(s.duties_waived)) if s.duties_waived else "", rid))
         for w in dump.waves:
             db.execute("UPDATE waves SET bake_started=?, consecutive_errors=?, last_verdict=? WHERE rollout_id=? "
                        "AND idx=?", (encode(w.bake_started), w.consecutive_errors, w.last_verdict, rid, w.index))
