@@ -6,6 +6,7 @@
     |   +-- PolicyError           rollout policy file (lists every problem with its key path)
     |   +-- PlanFileError         a plan JSON file that cannot be read
     |   +-- InfeasiblePlanError   the policy's constraints cannot all be met by this fleet
+    |   +-- StateFileError        the --state SQLite file is missing, read-only, not SQLite, damaged or on a full disk
     |   +-- SiteContractError     a site's contract (SSM parameter, stack output, file) is missing or incomplete
     |       +-- ContractError     the same, raised while reading one (also a ValueError, for pydantic validators)
     +-- NotFoundError             a device, wave or rollout named on the command line does not exist; exit 1
@@ -99,6 +100,11 @@ class AwaitingHumanError(RolloutError):
     """Nothing more can happen until a person acts: a wave waits for approval or triage."""
 
     exit_code = EXIT_AWAITING
+
+
+class StateFileError(InputError):
+    """The SQLite state file named by ``--state`` cannot be used: missing, read-only, not SQLite, damaged,
+    or its disk is full; the message says which and what to do. Nothing was half-written."""
 
 
 class SiteContractError(InputError):

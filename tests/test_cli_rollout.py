@@ -121,7 +121,7 @@ def test_rollback_on_demand_reverts_the_wave_once(planned: dict[str, Path]) -> N
     assert data["waves"][0]["phase"] == "rolled_back"
     assert set(data["waves"][0]["devices"]) == {"reverted"}
     again = invoke("rollback", "canary", "--as", "sato", *state)
-    assert again.exit_code == 0
+    assert again.exit_code == 2 and "already rolled_back" in again.output and "nothing new was recorded" in again.output
     events_before = status(state)["audit"]["events"]
     invoke("run", "--simulated-time", "--as", "driver", *state)
     assert status(state)["waves"][0]["devices"] == data["waves"][0]["devices"]

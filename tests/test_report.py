@@ -257,6 +257,12 @@ def test_cli_report_bad_input(rehearsed: Rehearsed, tmp_path: Path) -> None:
     unknown = runner.invoke(cli, ["report", "--state", str(rehearsed.state), "--rollout", "nope"])
     assert unknown.exit_code == 1
     assert unknown.output.startswith("error: no rollout 'nope' in ")
+    missing = runner.invoke(cli, ["report", "--state", str(tmp_path / "empty.db")])
+    assert missing.exit_code == 2
+    assert missing.output == (f"error: {tmp_path / 'empty.db'}: no such state file (nothing was created); check "
+                              "--state or ROLLOUT_STATE, or start a rollout there with `rollout start`.\n")
+    assert not (tmp_path / "empty.db").exists()
+    SqliteStore(tmp_path / "empty.db").close()
     empty = runner.invoke(cli, ["report", "--state", str(tmp_path / "empty.db")])
     assert empty.exit_code == 2
     assert empty.output == (f"error: sqlite:{tmp_path / 'empty.db'} holds no rollout; start one with "

@@ -31,10 +31,12 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def open_store(state: str) -> StateStore:
+def open_store(state: str, *, create: bool = False) -> StateStore:
+    """The store of ``--state``; a SQLite file is created only by a command that passes ``create``
+    (``rollout start``): a mistyped path for any other command is an error, not a new empty file."""
     from rollout.store.factory import open_store as open_
 
-    return open_(state)
+    return open_(state, create=create)
 
 
 def stdout() -> Console:

@@ -109,7 +109,7 @@ def start(plan_path: Path, inventory: Path, scenario: Path | None, backend_kind:
                                                      "retry_deadline": retry_deadline,
                                                      "assume_role": not no_assume_role},
                                 inventory_name=str(inventory))
-    store = open_store(state)
+    store = open_store(state, create=True)
     begin_rollout(store, plan, devices, actor, True, settings, now_utc())
     click.echo(f"Started rollout {plan['rollout']} ({len(devices):,} devices, plan {plan['plan_hash'][:12]}, "
                f"backend {kind}) in {store.location}. Next: rollout approve {plan['waves'][0]['name']} "

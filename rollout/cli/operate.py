@@ -185,7 +185,8 @@ def audit_verify(state: str, rollout_id: str | None) -> None:
     rid = pick_rollout(store, rollout_id)
     report = store.verify_audit(rid)
     if not report.ok:
-        raise RolloutError(f"audit log of {rid} is BROKEN at event {report.first_broken}: {report.problem}.")
+        where = f" at event {report.first_broken}" if report.first_broken is not None else ""
+        raise RolloutError(f"audit log of {rid} is BROKEN{where}: {report.problem}.")
     click.echo(f"audit log of {rid}: {report.events:,} events verified; head {report.head_hash}")
 
 

@@ -55,11 +55,12 @@ def dynamodb_client(url: DynamoUrl) -> Any:
         return boto3.session.Session().client("dynamodb", region_name=url.region, endpoint_url=url.endpoint,
                                               config=config)
     except Exception as err:  # botocore.exceptions.NoRegionError and the like
-        raise InputError(f"dynamodb://{url.table}: {err}; give ?region=REGION or set AWS_REGION.") from None
+        raise InputError(f"dynamodb://{url.table}: {err}; give ?region=REGION or set AWS_DEFAULT_REGION.") from None
 
 
-def open_store(state: str) -> StateStore:
-    """The store ``state`` names (see the module docstring)."""
+def open_store(state: str, *, create: bool = True) -> StateStore:
+    """The store ``state`` names (see the module docstring). Without ``create`` a SQLite file that does
+    not exist is an error, not a new empty store (every CLI command but ``start`` opens it so)."""
     if state.startswith("dynamodb://"):
         from rollout.store.dynamo import DynamoStore
 
@@ -67,10 +68,10 @@ def open_store(state: str) -> StateStore:
         return DynamoStore(url.table, dynamodb_client(url), region=url.region, head_ttl=url.cache)
     kind, sep, rest = state.partition(":")
     if sep and kind == "sqlite":
-        return SqliteStore(rest)
+        return SqliteStore(rest, create=create)
     if sep and "/" not in kind and kind not in ("", ".") and len(kind) > 1:
         raise InputError(f"--state {state!r}: unknown store {kind!r}; use sqlite:PATH or dynamodb://TABLE?region=R.")
-    return SqliteStore(Path(state))
+    return SqliteStore(Path(state), create=create)
 
 
 def init_store(state: str) -> str:

@@ -34,7 +34,7 @@ from rollout.core.model import (
     RolloutStatus,
     WaveState,
 )
-from rollout.errors import InputError, NotFoundError
+from rollout.errors import InputError, NotFoundError, StateFileError
 from rollout.store.api import (
     Build,
     Changes,
@@ -54,6 +54,7 @@ from rollout.store.rows import (
     wave_from_row,
 )
 from rollout.store.schema import MIGRATIONS
+from rollout.store.sqlite_checks import check_writable, sqlite_errors
 from rollout.store.sqlite_apply import (
     SqliteView,
     append_event,
@@ -102,21 +103,37 @@ def lease_from_row(row: Any) -> LeaseRow | None:
 class SqliteStore:
     """The SQLite implementation of ``rollout.store.api.StateStore``."""
 
-    def __init__(self, path: str | Path = DEFAULT_STATE) -> None:
+    def __init__(self, path: str | Path = DEFAULT_STATE, *, create: bool = True) -> None:
+        """Open (with ``create``, create) the state file, and check it before anything reads it:
+        a missing file (unless ``create``), a read-only one, one that is not SQLite or whose pages
+        ``PRAGMA quick_check`` finds damaged is refused with what to do (``StateFileError``)."""
         self.path = Path(path)
         self.location = f"sqlite:{self.path}"
+        if not create and not self.path.is_file():
+            raise InputError(f"{self.path}: no such state file (nothing was created); check --state or "
+                             "ROLLOUT_STATE, or start a rollout there with `rollout start`.")
+        if self.path.exists() and not self.path.is_file():
+            raise InputError(f"{self.path}: not a regular file; --state must name a SQLite state file.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fs = filesystem_type(self.path.parent)
         if fs in NETWORK_FILESYSTEMS:
             raise InputError(f"{self.path}: on a {fs} network filesystem, where SQLite locking is unreliable; "
                              "keep the state file on a local disk, or use a DynamoDB state store.")
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=60000")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        check_writable(self.path)
+        with sqlite_errors(self.path, "opening"):
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=60000")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            damage = [str(r[0]) for r in self.db.execute("PRAGMA quick_check(5)")]
+            if damage != ["ok"]:
+                self.db.close()
+                raise StateFileError(f"{self.path}: the state file is damaged ({'; '.join(damage)[:300]}); "
+                                     "nothing was read or written. Restore it from a backup, or copy what "
+                                     "still reads with `sqlite3 FILE .recover`.")
+            self._migrate()
 
     def close(self) -> None:
         self.db.close()
@@ -126,15 +143,17 @@ class SqliteStore:
     @contextmanager
     def write(self, rollout_id: str | None = None, fence: Fence | None = None) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE); with ``fence``, refused unless the lease still holds."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            if fence is not None and rollout_id is not None:
-                self._check_fence(rollout_id, fence)
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with sqlite_errors(self.path, "writing"):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if fence is not None and rollout_id is not None:
+                    self._check_fence(rollout_id, fence)
+                yield self.db
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def transact(self, rollout_id: str, build: Build, fence: Fence | None = None) -> Changes:
         """Build the change set inside one write transaction and apply it (see ``rollout.store.api``)."""
@@ -178,7 +197,13 @@ class SqliteStore:
             yield Event(r["seq"], r["at"], r["actor"], r["kind"], json.loads(r["data"]), r["prev_hash"], r["hash"])
 
     def verify_audit(self, rollout_id: str) -> AuditReport:
-        """Head and log from one read snapshot, so a write landing meanwhile is no false alarm."""
+        """The whole file first (``PRAGMA integrity_check``: a damaged page is reported, not read past);
+        then head and log from one read snapshot, so a write landing meanwhile is no false alarm."""
+        damage = self.integrity_check()
+        if damage != "ok":
+            head_count, head_hash = self.audit_head(rollout_id) if "malformed" not in damage else (0, "")
+            return AuditReport(False, head_count, head_hash, None,
+                               f"the state file {self.path} is damaged ({damage[:300]}); restore it from a backup")
         self.db.execute("BEGIN")
         try:
             head = self._rollout_row(rollout_id)
@@ -347,4 +372,8 @@ class SqliteStore:
         import_rollout(self, dump)
 
     def integrity_check(self) -> str:
-        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+        """``ok``, or the problems SQLite's full check finds (at most 20 lines, one per line)."""
+        try:
+            return "\n".join(str(r[0]) for r in self.db.execute("PRAGMA integrity_check(20)"))
+        except sqlite3.DatabaseError as err:
+            return f"malformed: {err}"
