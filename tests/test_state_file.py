@@ -148,3 +148,11 @@ def test_a_full_disk_is_said_in_words_and_loses_nothing(state: Path, small_disk:
     store = SqliteStore(target)
     assert store.audit_head(rid) == events and store.verify_audit(rid).ok
     store.close()
+
+
+def test_a_new_state_file_and_its_journal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store, _ = fresh_store(path, n=60)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    store.close()
+    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}

@@ -29,7 +29,7 @@ def status_json(store: StateStore, rollout_id: str) -> dict[str, Any]:
     last_record: dict[str, dict[str, Any]] = {}
     for record in store.decisions(rollout_id):
         last_record[record["wave"]] = record
-    holding = dict(issues_holding(store, rollout_id))
+    holding = dict(issues_holding(store, rollout_id, devices))
     lease = store.lease_row(rollout_id)
     events, head_hash = store.audit_head(rollout_id)
     return {
