@@ -79,7 +79,7 @@ class ReportedIssue(_Model):
 
 
 class Scenario(_Model):
-    seed: int = Field(default=1, ge=0, le=2**63 - 1)
+    seed: int = Field(default=1, ge=-(2**63), le=2**63 - 1)
     baseline_failure: float = Field(default=0.002, ge=0, le=1)
     checkin_delay: DelayRange = DelayRange()
     offline: float = Field(default=0.005, ge=0, le=1)

@@ -32,6 +32,7 @@ from rollout.core.gatespec import (
     Frozen,
     GateSpec,
 )
+from rollout.core.selectors import Selector, SelectorSyntaxError
 from rollout.errors import PolicyError, Problem
 from rollout.plan.yamlsafe import (
     YamlProblem,
@@ -52,8 +53,8 @@ MULTI_VALUED_KEYS = frozenset({"apps", "tags"})
 # Limits on numbers, so that every count, date and duration the planner computes stays in range.
 MAX_COUNT = 10_000_000  # devices in a wave, a cohort's minimum, a site's cap, devices a day
 MAX_WAVES = 200
-MAX_TICKETS = 1_000_000_000.0  # tickets a day; tickets per 100 devices at most MAX_TICKETS_PER_100
-MAX_TICKETS_PER_100 = 10_000.0
+MAX_TICKETS = 1_000_000_000  # tickets a day; tickets per 100 devices at most MAX_TICKETS_PER_100
+MAX_TICKETS_PER_100 = 10_000
 FIRST_START, LAST_START = dt.date(2000, 1, 1), dt.date(2999, 12, 31)
 IDENTIFIER_LENGTH = 64
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -314,6 +315,11 @@ def check_policy(policy: Policy) -> list[tuple[tuple[Any, ...], str]]:
         except ValidationError as err:
             for e in err.errors():
                 out.append((("waves", i, "gates", *clean_loc(tuple(e["loc"]))), e["msg"].removeprefix("Value error, ")))
+    for n, text in enumerate(policy.constraints.exclude.selectors):
+        try:
+            Selector.parse(text)
+        except SelectorSyntaxError as err:
+            out.append((("constraints", "exclude", "selectors", n), f"{err}; write it as key=value[,key=value...]"))
     percent = sum(w.size.value for w in policy.waves if w.size is not None and w.size.kind == "percent")
     if percent > 100:
         out.append((("waves",), f"wave percentages add up to {percent:g}%, more than 100%"))
@@ -340,7 +346,7 @@ def _check_helpdesk(helpdesk: Helpdesk) -> list[tuple[tuple[Any, ...], str]]:
     for key, limit in limits.items():
         value = getattr(helpdesk, key)
         if value is not None and value > limit:
-            out.append((("helpdesk", key), f"{value:g} is more than {limit:,g}; give a realistic figure"))
+            out.append((("helpdesk", key), f"{value:,} is more than {limit:,}; give a realistic figure"))
     return out
 
 
