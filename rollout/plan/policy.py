@@ -7,6 +7,10 @@ Wave sizes: an integer is a device count, ``"5%"`` a share of the devices being 
 exclusions, rounded half up), ``"rest"`` everything left (last wave only). The canary wave's size,
 if given, is a ceiling for the canary; without it the canary is exactly the devices that cover
 every cohort. Durations are ``90m``, ``36h``, ``7d`` or ``2w``.
+
+The file is read by the bounded YAML loader (``rollout.plan.yamlsafe``); numbers are finite and
+bounded (``MAX_COUNT`` and the others below, durations at most 366 days), and the rollout's and
+sites' names are plain identifiers (``check_identifier``), because they name files and state keys.
 """
 
 from __future__ import annotations
