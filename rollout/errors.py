@@ -4,6 +4,7 @@
     +-- InputError                the user's input is wrong; exit code 2
     |   +-- InventoryError        inventory file: encoding, columns, values (lists every problem)
     |   +-- PolicyError           rollout policy file (lists every problem with its key path)
+    |   +-- ScenarioError         rehearsal scenario file (lists every problem with its key path)
     |   +-- PlanFileError         a plan JSON file that cannot be read
     |   +-- InfeasiblePlanError   the policy's constraints cannot all be met by this fleet
     |   +-- StateFileError        the --state SQLite file is missing, read-only, not SQLite, damaged or on a full disk
@@ -81,6 +82,10 @@ class InventoryError(ProblemsError):
 
 class PolicyError(ProblemsError):
     what = "policy"
+
+
+class ScenarioError(ProblemsError):
+    what = "scenario"
 
 
 class PlanFileError(InputError):

@@ -12,6 +12,8 @@ Settings (``StateStore.backend_settings``), one of:
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -98,11 +100,25 @@ def _aws(store: StateStore, rollout_id: str, settings: Mapping[str, Any], sessio
 
 
 def world_for(state_location: str, rollout_id: str) -> Path:
-    """Where a simulator keeps its fleet: beside a SQLite state file, else under ``.rollout/``."""
+    """Where a simulator keeps its fleet: beside a SQLite state file, else under ``.rollout/``.
+
+    The file name never leaves that folder, whatever the rollout's name: a name that is not a plain
+    identifier (``../../x``, ``/etc/x``, ``a/b``, ``..``; the policy refuses these, a hand-edited
+    plan file might not) is replaced by ``rollout-`` and a digest of it."""
     if state_location.startswith("sqlite:"):
         state = Path(state_location.removeprefix("sqlite:"))
         return state.with_name(state.name + ".world.db")
-    return Path(".rollout") / f"{rollout_id}.world.db"
+    folder = Path(".rollout")
+    world = folder / f"{_file_stem(rollout_id)}.world.db"
+    assert world.parent == folder, world  # _file_stem has no separator: one name, in the folder
+    return world
 
 
+_SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
+
+def _file_stem(name: str) -> str:
+    """``name`` if it is a safe one-part file name, else a stable name made from its digest."""
+    if _SAFE_STEM.fullmatch(name) and ".." not in name:
+        return name
+    return "rollout-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]

@@ -22,24 +22,33 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rollout.backends import NOT_DISPATCHED, Abort, Progress
 from rollout.core.decision import Signals
 from rollout.core.device import Device
 from rollout.core.gatespec import Duration
 from rollout.core.model import MIGRATE_STEPS, ROLLBACK_STEPS, StepResult
-from rollout.core.selectors import Selector
+from rollout.core.selectors import Selector, SelectorSyntaxError
 from rollout.core.verdicts import HealthReport
-from rollout.errors import InputError
-from rollout.plan.policy import format_key_path
+from rollout.errors import Problem, ScenarioError
+from rollout.plan.yamlsafe import YamlProblem, format_key_path, load_yaml_file, located, validation_problems
 
 CHECKS = ("kitting", "signin", "ztna", "app")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _selector_syntax(text: str) -> str:
+    """A selector that parses (``model=X,app=Y``), so a rehearsal never fails on one half-way."""
+    if text:
+        try:
+            Selector.parse(text)
+        except SelectorSyntaxError as err:
+            raise ValueError(f"{err}; write it as key=value[,key=value...]") from None
+    return text
 
 
 class Fault(_Model):
@@ -48,6 +57,8 @@ class Fault(_Model):
     waves: tuple[str, ...] = ()
     check: Literal["kitting", "signin", "ztna", "app", "migrate"]
     probability: float = Field(ge=0, le=1)
+
+    _selector = field_validator("selector")(_selector_syntax)
 
 
 class DelayRange(_Model):
@@ -64,9 +75,11 @@ class ReportedIssue(_Model):
     severity: Literal["blocker", "major", "minor"] = "minor"
     resolve_after: str | None = None  # resolved when this wave passes
 
+    _selector = field_validator("selector")(_selector_syntax)
+
 
 class Scenario(_Model):
-    seed: int = 1
+    seed: int = Field(default=1, ge=-(2**63), le=2**63 - 1)
     baseline_failure: float = Field(default=0.002, ge=0, le=1)
     checkin_delay: DelayRange = DelayRange()
     offline: float = Field(default=0.005, ge=0, le=1)
@@ -76,17 +89,24 @@ class Scenario(_Model):
 
 
 def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file through the bounded YAML loader; raise ScenarioError
+    listing every problem as ``scenario.yaml:12: faults[0].probability: ...``."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = load_yaml_file(path)
+    except YamlProblem as err:
+        raise ScenarioError(err.problems, source=path.name) from None
+    if document.duplicates:
+        raise ScenarioError([Problem(f"{path.name}:{line}", format_key_path(key), f"duplicate of line {first}")
+                             for key, line, first in document.duplicates], source=path.name)
+    data = {} if document.data is None else document.data
+    if not isinstance(data, dict):
+        raise ScenarioError([located(path.name, {}, (), "expected a mapping of scenario keys; see "
+                                                     "examples/scenario.yaml")], source=path.name)
+    try:
         return Scenario.model_validate(data)
-    except OSError as err:
-        raise InputError(f"{path}: cannot read: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise InputError(f"{path}: not valid YAML: {err}") from None
     except ValidationError as err:
-        lines = [f"  {path.name}: {format_key_path(tuple(e['loc']))}: {e['msg']}" for e in err.errors()]
-        raise InputError("scenario problems:\n" + "\n".join(lines)) from None
+        raise ScenarioError(validation_problems(path.name, document.lines, err), source=path.name) from None
 
 
 def uniform(*parts: object) -> float:

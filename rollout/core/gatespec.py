@@ -15,27 +15,32 @@ from rollout.core.signals import LOWER_IS_BETTER, SIGNALS
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_DURATION = 366 * 86400  # a bake or a deadline longer than a year is a typing mistake, and dates overflow
 
 
 def parse_duration(value: Any) -> int:
-    """``"7d"`` -> 604800. Integers are seconds. Raises ValueError with the accepted forms."""
+    """``"7d"`` -> 604800. Integers are seconds; at most 366 days. Raises ValueError with the accepted forms."""
     if isinstance(value, bool):
         raise ValueError("must be a duration such as 90m, 36h, 7d or 2w")
     if isinstance(value, int):
         if value < 0:
             raise ValueError("must not be negative")
-        return value
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration such as 90m, 36h, 7d or 2w")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        seconds = value
+    else:
+        match = _DURATION.match(str(value)[:40])
+        if not match:
+            raise ValueError(f"{str(value)[:40]!r} is not a duration such as 90m, 36h, 7d or 2w")
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{str(value)[:40]!r} is longer than 366 days, the longest duration allowed; give a shorter one")
+    return seconds
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 

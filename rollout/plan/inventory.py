@@ -9,6 +9,12 @@ InventoryError whose lines read ``file:line: field: what is wrong``; nothing par
 Decoding follows the fixed rule of ``rollout.plan.encoding`` and the encoding used is reported.
 A file that stops being readable (a CSV quote or a JSON value that never closes) gets one problem
 at the line where it stops, after the problems of the records before it.
+
+Limits, each refused with its line: at most ``MAX_COLUMNS`` (500) columns (checked on the header's
+text before it is split, so a five-million-column header costs nothing), ``MAX_FIELD`` (4,096)
+characters a field, ``MAX_DEVICES`` (2,000,000) records; no control characters (U+0000-U+001F,
+U+007F-U+009F: NUL, line breaks and escapes inside a field) in a value or a column name. At most
+``MAX_REPORTED`` (200) problems are listed, then how many more there are.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import sys
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +38,12 @@ from rollout.core.device import (
 )
 from rollout.errors import InventoryError, Problem
 from rollout.plan.encoding import decode_inventory_bytes
+
+MAX_COLUMNS = 500
+MAX_FIELD = 4096
+MAX_DEVICES = 2_000_000
+MAX_REPORTED = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +111,14 @@ def parse_inventory(
 
 
 def _csv_rows(text: str, source: str) -> tuple[tuple[str, ...], Iterator[tuple[int, Mapping[str, Any]]]]:
-    first_line = text.split("\n", 1)[0]
-    delimiter = "\t" if "\t" in first_line and "," not in first_line else ","
+    end = text.find("\n")
+    end = len(text) if end < 0 else end
+    tab = text.find("\t", 0, end) >= 0 and text.find(",", 0, end) < 0
+    delimiter = "\t" if tab else ","
+    columns = text.count(delimiter, 0, end) + 1  # counted before the header is split: it may be huge
+    if columns > MAX_COLUMNS:
+        raise InventoryError([Problem(f"{source}:1", "header", f"{columns:,} columns, more than the {MAX_COLUMNS} "
+                                      "allowed; export only the inventory's columns")], source=source)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         raw_header = next(reader)
@@ -209,6 +228,7 @@ class _Builder:
         self.serials: dict[str, int] = {}
         self.extra: dict[str, None] = {}
         self.lists: dict[str, tuple[str, ...]] = {}
+        self.records = 0
 
     def problem(self, line: int, field: str, message: str) -> None:
         self.problems.append(Problem(f"{self.source}:{line}", field, message))
@@ -219,6 +239,10 @@ class _Builder:
                 self.problem(1, column, "missing column in the header")
         seen: set[str] = set()
         for column in header:
+            bad = _CONTROL.search(column)
+            if bad is not None:
+                self.problem(1, _CONTROL.sub("?", column[:60]), f"the column name holds the control character "
+                                                               f"U+{ord(bad.group()):04X}; remove it and export again")
             if column in seen:
                 self.problem(1, column, "column appears twice in the header")
             seen.add(column)
@@ -226,11 +250,22 @@ class _Builder:
             raise InventoryError(self.problems, source=self.source)
 
     def add(self, line: int, record: Mapping[str, Any]) -> None:
+        self.records += 1
+        if self.records > MAX_DEVICES:
+            self.problem(line, "row", f"more than {MAX_DEVICES:,} devices in one file; split the fleet into "
+                                      "several rollouts")
+            raise InventoryError(self.reported(), source=self.source)
         if "__error__" in record:
             self.problem(line, "row", str(record["__error__"]))
             return
+        if len(record) > MAX_COLUMNS:
+            self.problem(line, "row", f"{len(record):,} fields, more than the {MAX_COLUMNS} allowed; "
+                                      "export only the inventory's columns")
+            return
         values = {str(k).strip().lower(): _text(v) for k, v in record.items()}
         before = len(self.problems)
+        if not self._check_text(line, values):
+            return
         for column in REQUIRED_COLUMNS:
             if not values.get(column):
                 self.problem(line, column, "empty" if column in values else "missing")
@@ -245,6 +280,31 @@ class _Builder:
         self._check_unique(line, "serial", values.get("serial", "").upper(), self.serials)
         if len(self.problems) == before:
             self.devices.append(self._device(values))
+
+    def _check_text(self, line: int, values: Mapping[str, str]) -> bool:
+        """Refuse control characters and oversized fields, in values and in column names."""
+        ok = True
+        for key, value in values.items():
+            column = _CONTROL.sub("?", key[:60])
+            for text, what in ((key, "the column name"), (value, "the value")):
+                bad = _CONTROL.search(text)
+                if bad is not None:
+                    self.problem(line, column, f"{what} holds the control character U+{ord(bad.group()):04X} at "
+                                               f"character {bad.start() + 1}; remove it and export again")
+                    ok = False
+                elif len(text) > MAX_FIELD:
+                    self.problem(line, column, f"{what} is {len(text):,} characters long, more than the "
+                                               f"{MAX_FIELD:,} allowed; shorten it")
+                    ok = False
+        return ok
+
+    def reported(self) -> list[Problem]:
+        """The problems to show: the first MAX_REPORTED, then how many more there are."""
+        if len(self.problems) <= MAX_REPORTED:
+            return self.problems
+        rest = len(self.problems) - MAX_REPORTED
+        return self.problems[:MAX_REPORTED] + [Problem(self.source, "", f"... and {rest:,} more problems; "
+                                                                         "fix these first")]
 
     def _check_unique(self, line: int, field: str, value: str, seen: dict[str, int]) -> None:
         """The second record with ``value`` is a duplicate, even on the line of the first (minified JSON)."""
@@ -284,7 +344,7 @@ class _Builder:
 
     def finish(self, encoding: str, sha256: str) -> Inventory:
         if self.problems:
-            raise InventoryError(self.problems, source=self.source)
+            raise InventoryError(self.reported(), source=self.source)
         if not self.devices:
             raise InventoryError([Problem(f"{self.source}:1", "", "no devices in the file")], source=self.source)
         return Inventory(tuple(self.devices), self.source, encoding, sha256, tuple(sorted(self.extra)))

@@ -25,7 +25,7 @@ from typing import Any
 
 from rollout.core.canonical import sha256_of
 from rollout.core.device import Device
-from rollout.core.selectors import Selector, SelectorSyntaxError
+from rollout.core.selectors import Selector, SelectorSyntaxError, first_matches
 from rollout.errors import InfeasiblePlanError, InventoryError, PolicyError, Problem
 from rollout.plan.assign import Assigner, Placement, last_tag_rank, spread, spread_key
 from rollout.plan.cohorts import CanaryPick, CohortIndex, index_cohorts, select_cover
@@ -157,11 +157,9 @@ def _exclusions(inventory: Inventory, policy: Policy) -> tuple[dict[int, str], l
             problems.append(Problem("policy", f"constraints.exclude.selectors[{n}]", str(err)))
     if problems:
         raise PolicyError(problems)
-    for i, device in enumerate(inventory.devices):
-        if i not in excluded:
-            hit = next((s for s in selectors if s.matches(device)), None)
-            if hit is not None:
-                excluded[i] = f"matches constraints.exclude selector {hit}"
+    for i, hit in enumerate(first_matches(selectors, inventory.devices)):
+        if hit >= 0 and i not in excluded:
+            excluded[i] = f"matches constraints.exclude selector {selectors[hit]}"
     return excluded, warnings
 
 

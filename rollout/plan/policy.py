@@ -7,6 +7,10 @@ Wave sizes: an integer is a device count, ``"5%"`` a share of the devices being 
 exclusions, rounded half up), ``"rest"`` everything left (last wave only). The canary wave's size,
 if given, is a ceiling for the canary; without it the canary is exactly the devices that cover
 every cohort. Durations are ``90m``, ``36h``, ``7d`` or ``2w``.
+
+The file is read by the bounded YAML loader (``rollout.plan.yamlsafe``); numbers are finite and
+bounded (``MAX_COUNT`` and the others below, durations at most 366 days), and the rollout's and
+sites' names are plain identifiers (``check_identifier``), because they name files and state keys.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     ValidationError,
@@ -32,10 +36,50 @@ from rollout.core.gatespec import (
     Frozen,
     GateSpec,
 )
+from rollout.core.selectors import Selector, SelectorSyntaxError
 from rollout.errors import PolicyError, Problem
+from rollout.plan.yamlsafe import (
+    YamlProblem,
+    capped,
+    clean_loc,
+    format_key_path,
+    load_yaml_file,
+    located,
+    parse_yaml,
+    validation_problems,
+)
+
+__all__ = ["format_key_path"]  # re-exported: the plan file and the scenario name key paths the same way
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MULTI_VALUED_KEYS = frozenset({"apps", "tags"})
+
+# Limits on numbers, so that every count, date and duration the planner computes stays in range.
+MAX_COUNT = 10_000_000  # devices in a wave, a cohort's minimum, a site's cap, devices a day
+MAX_WAVES = 200
+MAX_TICKETS = 1_000_000_000  # tickets a day; tickets per 100 devices at most MAX_TICKETS_PER_100
+MAX_TICKETS_PER_100 = 10_000
+FIRST_START, LAST_START = dt.date(2000, 1, 1), dt.date(2999, 12, 31)
+IDENTIFIER_LENGTH = 64
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_identifier(value: str) -> str:
+    """A name that becomes a file name, a state key or an AWS name (the rollout, a site): letters,
+    digits, ``-``, ``_`` and ``.``, starting with a letter or digit, at most 64 characters; so no
+    ``/``, no ``..``, no absolute path, whatever the platform."""
+    if not _IDENTIFIER.fullmatch(value):
+        raise ValueError(f"{value!r}: use letters, digits, '-', '_' or '.', starting with a letter or digit "
+                         "(it names files, state keys and AWS resources)")
+    if len(value) > IDENTIFIER_LENGTH:
+        raise ValueError(f"{value[:20]!r}... is {len(value)} characters long; use at most {IDENTIFIER_LENGTH}")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(check_identifier)]
+Count = Annotated[int, Field(le=MAX_COUNT)]
+
+
 class WaveSize(Frozen):
     """How many devices a wave takes: ``count`` or ``percent`` or ``rest``."""
 
@@ -53,6 +97,8 @@ class WaveSize(Frozen):
         if isinstance(raw, int):
             if raw < 1:
                 raise ValueError("a count must be at least 1")
+            if raw > MAX_COUNT:
+                raise ValueError(f"a count must be at most {MAX_COUNT:,}")
             return cls(kind="count", value=raw)
         text = str(raw).strip()
         if text == "rest":
@@ -95,13 +141,15 @@ class WaveSpec(Frozen):
     def _name_is_simple(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
             raise ValueError(f"{v!r}: use letters, digits, '-', '_' or '.' (it is used on the command line)")
+        if len(v) > IDENTIFIER_LENGTH:
+            raise ValueError(f"{v[:20]!r}... is {len(v)} characters long; use at most {IDENTIFIER_LENGTH}")
         return v
 
 
 class CohortSpec(Frozen):
     keys: tuple[str, ...] = ("model", "os_version", "department", "site")
     combinations: tuple[tuple[str, ...], ...] = (("model", "os_version"), ("department", "apps"))
-    min_size: int = Field(default=20, ge=1)
+    min_size: int = Field(default=20, ge=1, le=MAX_COUNT)
     prefer_tags: tuple[str, ...] = ("it-volunteer", "pilot")
 
 
@@ -118,7 +166,7 @@ class Exclusions(Frozen):
 
 
 class Constraints(Frozen):
-    max_per_site_per_wave: dict[str, int] | int | None = None
+    max_per_site_per_wave: dict[str, Count] | Count | None = None
     separate_sites: tuple[SiteSeparation, ...] = ()
     last_tags: tuple[str, ...] = ()
     exclude: Exclusions = Exclusions()
@@ -155,6 +203,13 @@ class Schedule(Frozen):
     working_days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
     blackouts: tuple[Blackout, ...] = ()
 
+    @field_validator("start_date")
+    @classmethod
+    def _start_in_range(cls, v: dt.date) -> dt.date:
+        if not FIRST_START <= v <= LAST_START:
+            raise ValueError(f"{v} is outside {FIRST_START} to {LAST_START}; give the date the first wave starts")
+        return v
+
 
 class Helpdesk(Frozen):
     devices_per_day: int = Field(default=500, ge=1)
@@ -175,12 +230,12 @@ class Helpdesk(Frozen):
 
 
 class Policy(Frozen):
-    rollout: str = Field(min_length=1)
-    sites: tuple[str, ...] | None = None
+    rollout: Identifier
+    sites: tuple[Identifier, ...] | None = None
     default_approvals: tuple[str, ...] = ("pm",)
     separation_of_duties: bool = True
     cohorts: CohortSpec = CohortSpec()
-    waves: tuple[WaveSpec, ...] = Field(min_length=1)
+    waves: tuple[WaveSpec, ...] = Field(min_length=1, max_length=MAX_WAVES)
     constraints: Constraints = Constraints()
     schedule: Schedule
     helpdesk: Helpdesk = Helpdesk()
@@ -207,40 +262,41 @@ class Policy(Frozen):
 
 
 def load_policy(path: str | Path) -> Policy:
-    """Read and validate a policy file; raise PolicyError listing every problem with line and key path."""
+    """Read and validate a policy file; raise PolicyError listing every problem with line and key path.
+
+    The file is read by the bounded YAML loader (``rollout.plan.yamlsafe``: size, nesting, value
+    and alias limits), so no policy, however hostile, takes more than a moment to refuse."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise PolicyError([Problem(str(path), "", f"cannot read: {err.strerror}")], source=path.name) from None
-    except UnicodeDecodeError as err:
-        raise PolicyError([Problem(path.name, "", f"not UTF-8 (byte offset {err.start})")], source=path.name) from None
-    return parse_policy(text, source=path.name)
+        document = load_yaml_file(path)
+    except YamlProblem as err:
+        raise PolicyError(err.problems, source=path.name) from None
+    return _validate(document.data, document.lines, document.duplicates, path.name)
 
 
 def parse_policy(text: str, *, source: str = "policy.yaml") -> Policy:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise PolicyError([Problem(f"{source}{line}", "", f"not valid YAML: {getattr(err, 'problem', err)}")],
-                          source=source) from None
-    lines = _key_lines(root)
-    duplicates = _duplicate_keys(root)
+        document = parse_yaml(text, source=source)
+    except YamlProblem as err:
+        raise PolicyError(err.problems, source=source) from None
+    return _validate(document.data, document.lines, document.duplicates, source)
+
+
+def _validate(data: Any, lines: Mapping[tuple[Any, ...], int], duplicates: Sequence[tuple[tuple[Any, ...], int, int]],
+              source: str) -> Policy:
     if duplicates:
-        raise PolicyError([Problem(f"{source}:{line}", format_key_path(path), f"duplicate of line {first}")
-                           for path, line, first in duplicates], source=source)
+        raise PolicyError(capped([Problem(f"{source}:{line}", format_key_path(path), f"duplicate of line {first}") for path, line, first in duplicates], source),
+                          source=source)
     if not isinstance(data, dict):
-        raise PolicyError([Problem(source, "", "expected a mapping of policy keys")], source=source)
+        raise PolicyError([Problem(source, "(top)", "expected a mapping of policy keys; see examples/policy.yaml")],
+                          source=source)
     try:
         policy = Policy.model_validate(data)
     except ValidationError as err:
-        raise PolicyError(_pydantic_problems(source, lines, err), source=source) from None
-    problems = [_problem(source, lines, loc, msg) for loc, msg in check_policy(policy)]
+        raise PolicyError(validation_problems(source, lines, err), source=source) from None
+    problems = [located(source, lines, loc, msg) for loc, msg in check_policy(policy)]
     if problems:
-        raise PolicyError(problems, source=source)
+        raise PolicyError(capped(problems, source), source=source)
     return policy
 
 
@@ -262,7 +318,12 @@ def check_policy(policy: Policy) -> list[tuple[tuple[Any, ...], str]]:
             policy.gates_for(wave)
         except ValidationError as err:
             for e in err.errors():
-                out.append((("waves", i, "gates", *_clean_loc(tuple(e["loc"]))), e["msg"].removeprefix("Value error, ")))
+                out.append((("waves", i, "gates", *clean_loc(tuple(e["loc"]))), e["msg"].removeprefix("Value error, ")))
+    for n, text in enumerate(policy.constraints.exclude.selectors):
+        try:
+            Selector.parse(text)
+        except SelectorSyntaxError as err:
+            out.append((("constraints", "exclude", "selectors", n), f"{err}; write it as key=value[,key=value...]"))
     percent = sum(w.size.value for w in policy.waves if w.size is not None and w.size.kind == "percent")
     if percent > 100:
         out.append((("waves",), f"wave percentages add up to {percent:g}%, more than 100%"))
@@ -277,6 +338,19 @@ def check_policy(policy: Policy) -> list[tuple[tuple[Any, ...], str]]:
             out.append((("schedule", "blackouts", i, "to"), f"{blackout.end} is before 'from' {blackout.start}"))
     if not policy.schedule.working_days:
         out.append((("schedule", "working_days"), "at least one working day is needed"))
+    return out + _check_helpdesk(policy.helpdesk)
+
+
+def _check_helpdesk(helpdesk: Helpdesk) -> list[tuple[tuple[Any, ...], str]]:
+    """The help desk's numbers within what a day's capacity can be computed from (finite already:
+    the models refuse infinities and NaN)."""
+    limits = {"devices_per_day": MAX_COUNT, "tickets_per_100_devices": MAX_TICKETS_PER_100,
+              "tickets_per_day": MAX_TICKETS}
+    out: list[tuple[tuple[Any, ...], str]] = []
+    for key, limit in limits.items():
+        value = getattr(helpdesk, key)
+        if value is not None and value > limit:
+            out.append((("helpdesk", key), f"{value:,} is more than {limit:,}; give a realistic figure"))
     return out
 
 
@@ -299,77 +373,3 @@ def _check_sites(policy: Policy) -> list[tuple[tuple[Any, ...], str]]:
             if site not in known:
                 out.append((("schedule", "blackouts", i, "sites"), f"unknown site {site!r}"))
     return out
-
-
-def _duplicate_keys(node: yaml.Node | None) -> list[tuple[tuple[Any, ...], int, int]]:
-    """Keys that appear twice in one mapping (YAML keeps the last silently): (path, line, first line)."""
-    out: list[tuple[tuple[Any, ...], int, int]] = []
-
-    def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
-        if isinstance(n, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key, value in n.value:
-                line = key.start_mark.line + 1
-                if key.value in seen:
-                    out.append((path + (key.value,), line, seen[key.value]))
-                seen.setdefault(key.value, line)
-                walk(value, path + (key.value,))
-        elif isinstance(n, yaml.SequenceNode):
-            for i, item in enumerate(n.value):
-                walk(item, path + (i,))
-
-    if node is not None:
-        walk(node, ())
-    return out
-
-
-def _key_lines(node: yaml.Node | None) -> dict[tuple[Any, ...], int]:
-    """Map every key path of a composed YAML tree to its 1-based line."""
-    lines: dict[tuple[Any, ...], int] = {}
-
-    def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
-        lines[path] = n.start_mark.line + 1
-        if isinstance(n, yaml.MappingNode):
-            for key, value in n.value:
-                child = path + (key.value,)
-                walk(value, child)
-                lines[child] = key.start_mark.line + 1
-        elif isinstance(n, yaml.SequenceNode):
-            for i, item in enumerate(n.value):
-                walk(item, path + (i,))
-
-    if node is not None:
-        walk(node, ())
-    return lines
-
-
-_UNION_TAG = re.compile(r"^(int|str|float|bool|none|function-\w+\[.*\]|\w+\[.*\])$")
-
-
-def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Drop the branch names pydantic puts in the path of a union's errors (``dict[str,int]``, ``int``)."""
-    return tuple(p for p in loc if not (isinstance(p, str) and _UNION_TAG.match(p)))
-
-
-def _pydantic_problems(source: str, lines: Mapping[tuple[Any, ...], int], err: ValidationError) -> list[Problem]:
-    """One problem per key path; of a union's alternatives, the deepest path is the useful one."""
-    found = [(_clean_loc(tuple(e["loc"])), e["msg"]) for e in err.errors()]
-    kept = [
-        (loc, msg) for loc, msg in found
-        if not any(len(other) > len(loc) and other[: len(loc)] == loc for other, _ in found)
-    ]
-    return [_problem(source, lines, loc, msg) for loc, msg in dict(kept).items()]
-
-
-def _problem(source: str, lines: Mapping[tuple[Any, ...], int], loc: tuple[Any, ...], msg: str) -> Problem:
-    line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
-    where = f"{source}:{line}" if line else source
-    return Problem(where, format_key_path(loc), msg.removeprefix("Value error, "))
-
-
-def format_key_path(loc: tuple[Any, ...]) -> str:
-    """``('waves', 2, 'size')`` -> ``waves[2].size``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top)"
