@@ -209,7 +209,7 @@ class CheckIn(BaseModel):
 #: Which of the kitting document's health checks (names in ``failed_checks``) stand for which of
 #: the gates' signals. A failed check the table does not know counts against ``kitting``.
 CHECK_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
-    "kitting": ("aws_cli_present", "edr_agent_running", "disk_encrypted"),
+    "kitting": ("aws_cli_present", "edr_agent_running", "disk_encrypted", "steps_completed"),
     "ztna": ("ztna_agent_running",),
     "signin": ("signin_portal_reachable",),
     "app": ("private_apps_reachable",),

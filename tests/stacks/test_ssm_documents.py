@@ -64,8 +64,8 @@ def test_moto_ssm_accepts_the_document(kind: str) -> None:
 def test_check_in_is_the_final_step_and_runs_even_after_a_failure(kind: str) -> None:
     steps = yaml.safe_load(render(kind))["mainSteps"]
     assert steps[-1]["name"] == "writeCheckIn"
-    assert steps[-1]["finallyStep"] is True
-    assert all(step.get("onFailure") == "exit" for step in steps[:-1])
+    assert steps[-1]["inputs"]["finallyStep"] is True  # the agent reads modifiers from inputs only
+    assert all(step["inputs"].get("onFailure") == "exit" for step in steps[:-1])
 
 
 def checkin_script(kind: str) -> str:
