@@ -60,7 +60,11 @@ class Command:
     name: str  # as written: Set-ItemProperty, reg.exe, $action
     named: dict[str, str] = field(default_factory=dict)  # -Name Value pairs (a switch maps to "")
     positional: tuple[str, ...] = ()
-    start: int = 0  # character offset of the call in the script
+    start: int = 0  # character offsets of the call (arguments and script blocks included) in the script
+    end: int = 0
+
+    def encloses(self, other: Command) -> bool:
+        return self.start <= other.start and other.end <= self.end and self is not other
 
 
 def _unquote(text: str) -> str:
@@ -93,8 +97,10 @@ def commands(script: str) -> list[Command]:
             if parameter is not None:
                 named[parameter] = ""
             if name_node is not None and name_node.text:
+                data = script.encode("utf-8")
                 found.append(Command(name_node.text.decode("utf-8"), named, tuple(positional),
-                                     len(script.encode("utf-8")[:node.start_byte].decode("utf-8"))))
+                                     len(data[:node.start_byte].decode("utf-8")),
+                                     len(data[:node.end_byte].decode("utf-8"))))
         for child in node.children:
             walk(child)
 
