@@ -257,6 +257,30 @@ def test_the_backend_calls_only_what_the_orchestrator_role_grants() -> None:
     aws.close()
 
 
+def test_every_call_is_made_by_an_identity_the_stacks_policies_allow_to_make_it() -> None:
+    """Not only the action: the caller. A site's calls run as that site's orchestrator role, whose policy
+    names only that site's resources; the operator's own identity only assumes the roles. Sites that
+    share a region (tokyo and fukuoka) must still each be read with their own role."""
+    from rollout.awslocal.site import ACCOUNT
+    from rollout.permissions import OPERATOR_ACTIONS, orchestrator_policy
+    from tests.aws_identity import OPERATOR, CallLog, denials, site_resources
+
+    devices, contracts = provisioned(90)
+    assert len({c.region for c in contracts.values()}) < len(contracts), "two sites share a region"
+    log = CallLog()
+    aws = backend(contracts, session_factory=log.session)
+    results = aws.migrate("op-1", "canary", devices, {}, NOW)
+    aws.read_signals("zt-2027", "canary", devices, NOW, refs={r.device_id: r.ref for r in results})
+    aws.revert("op-2", "canary", devices, {r.device_id: r.steps_done for r in results}, NOW)
+    aws.close()
+    policies = {c.orchestrator_role_arn: [orchestrator_policy(site_resources(c, ACCOUNT))] for c in contracts.values()}
+    policies[OPERATOR] = [{"Statement": [{"Effect": "Allow", "Action": list(OPERATOR_ACTIONS),
+                                          "Resource": [c.orchestrator_role_arn for c in contracts.values()]}]}]
+    tags = {dict(d.attributes)["instance_id"]: {"zt-rollout-site": d.site} for d in devices}
+    assert {c.identity for c in log.calls} == set(policies)
+    assert denials(log, policies, ACCOUNT, tags) == []
+
+
 def test_one_node_ssm_refuses_fails_only_its_own_device() -> None:
     devices, contracts = provisioned(120)
     tokyo = sorted((d for d in devices if d.site == "tokyo"), key=lambda d: d.device_id)

@@ -4,7 +4,8 @@
   partitions for devices carried into this wave, kitted there). Only kitting check-ins are health
   evidence; each becomes a ``HealthReport`` through ``rollout.contract.health_checks``. A check-in
   stamped after ``now`` is not counted yet (the engine's clock decides what has happened).
-- Alarms: the two alarms of every site of the wave (DescribeAlarms); a missing alarm is an error.
+- Alarms: the two alarms of every site of the wave, one DescribeAlarms per site with that site's own
+  role (a role may describe only its own site's alarms); a missing alarm is an error.
 - Silent devices (no check-in) whose kitting command is known: up to ``invocation_checks_per_tick``
   GetCommandInvocation calls; a command that failed, timed out, was cancelled or could not be
   delivered is a kitting failure; a final status is remembered.
@@ -102,28 +103,22 @@ def _query(backend: AwsBackend, site: SiteClients, partition: str) -> list[dict[
 
 
 def _alarms(backend: AwsBackend, sites: Sequence[SiteClients], errors: list[str]) -> list[AlarmState]:
-    """Every site's two alarms, one DescribeAlarms per region (it takes up to 100 names)."""
+    """Every site's two alarms, each site's read with its own role: a site's orchestrator role may describe
+    its own alarms only, so sites that share a region are not read in one call."""
     out: list[AlarmState] = []
-    by_region: dict[str, list[SiteClients]] = {}
     for site in sites:
-        by_region.setdefault(site.contract.region, []).append(site)
-    for group in by_region.values():
-        names = [name for site in group for name in site.contract.alarm_names]
-        states: dict[str, str] = {}
+        names = list(site.contract.alarm_names)
         try:
-            for start in range(0, len(names), 100):  # DescribeAlarms takes 100 names a call
-                answer = backend.caller.call(group[0].cloudwatch, "DescribeAlarms", who=group[0].who,
-                                             AlarmNames=names[start:start + 100])
-                states.update({a["AlarmName"]: a["StateValue"] for a in answer.get("MetricAlarms", [])})
+            answer = backend.caller.call(site.cloudwatch, "DescribeAlarms", who=site.who, AlarmNames=names)
         except AwsError as err:
-            errors.append(f"alarms in {group[0].contract.region}: {err}")
+            errors.append(f"site {site.contract.site}: alarms: {err}")
             continue
-        for site in group:
-            for name in site.contract.alarm_names:
-                if name not in states:
-                    errors.append(f"site {site.contract.site}: alarm {name} does not exist (run `pulumi up` for it)")
-                else:
-                    out.append(AlarmState(name, states[name]))
+        states = {a["AlarmName"]: a["StateValue"] for a in answer.get("MetricAlarms", [])}
+        for name in names:
+            if name not in states:
+                errors.append(f"site {site.contract.site}: alarm {name} does not exist (run `pulumi up` for it)")
+            else:
+                out.append(AlarmState(name, states[name]))
     return out
 
 
