@@ -259,23 +259,29 @@ def test_the_backend_calls_only_what_the_orchestrator_role_grants() -> None:
 
 def test_every_call_is_made_by_an_identity_the_stacks_policies_allow_to_make_it() -> None:
     """Not only the action: the caller. A site's calls run as that site's orchestrator role, whose policy
-    names only that site's resources; the operator's own identity only assumes the roles. Sites that
-    share a region (tokyo and fukuoka) must still each be read with their own role."""
-    from rollout.awslocal.site import ACCOUNT
-    from rollout.permissions import OPERATOR_ACTIONS, orchestrator_policy
+    names only that site's resources; the operator's own identity reads the contracts (from SSM, in each
+    region in turn) and assumes the roles. Sites that share a region (tokyo and fukuoka) must still each
+    be read with their own role."""
+    from dataclasses import replace
+
+    from rollout.aws.contracts import resolve_contracts
+    from rollout.awslocal.site import ACCOUNT, CONTRACTS_SOURCE
+    from rollout.permissions import operator_policy, orchestrator_policy
     from tests.aws_identity import OPERATOR, CallLog, denials, site_resources
 
-    devices, contracts = provisioned(90)
+    devices, provisioned_contracts = provisioned(90)
+    log = CallLog()  # `--contracts ssm:...`: read with the operator's own identity, before any role
+    contracts = resolve_contracts(CONTRACTS_SOURCE, provisioned_contracts, ssm_client=log.client_factory("ssm"))
+    assert contracts == provisioned_contracts
     assert len({c.region for c in contracts.values()}) < len(contracts), "two sites share a region"
-    log = CallLog()
     aws = backend(contracts, session_factory=log.session)
     results = aws.migrate("op-1", "canary", devices, {}, NOW)
     aws.read_signals("zt-2027", "canary", devices, NOW, refs={r.device_id: r.ref for r in results})
     aws.revert("op-2", "canary", devices, {r.device_id: r.steps_done for r in results}, NOW)
     aws.close()
     policies = {c.orchestrator_role_arn: [orchestrator_policy(site_resources(c, ACCOUNT))] for c in contracts.values()}
-    policies[OPERATOR] = [{"Statement": [{"Effect": "Allow", "Action": list(OPERATOR_ACTIONS),
-                                          "Resource": [c.orchestrator_role_arn for c in contracts.values()]}]}]
+    policies[OPERATOR] = [operator_policy(replace(site_resources(c, ACCOUNT), orchestrator_role_arn=c.orchestrator_role_arn))
+                          for c in contracts.values()]
     tags = {dict(d.attributes)["instance_id"]: {"zt-rollout-site": d.site} for d in devices}
     assert {c.identity for c in log.calls} == set(policies)
     assert denials(log, policies, ACCOUNT, tags) == []

@@ -2,7 +2,8 @@
 
 - A site's calls run as its ``orchestrator_role_arn`` (from the contract) when ``assume_role`` is
   on: credentials from STS AssumeRole, refreshed before they expire. The operator's own identity
-  needs only ``sts:AssumeRole`` on those roles.
+  needs ``sts:AssumeRole`` on those roles, and ``ssm:GetParameter`` on their contracts for
+  ``--contracts ssm`` (``rollout.permissions.OPERATOR_GRANTS``).
 - Every client retries in botocore's standard mode with ``total_max_attempts`` attempts in all,
   except the one that sends SSM commands: SendCommand has no idempotency token, so it gets one
   attempt and ``rollout.aws.calls`` decides (looking before sending again).
