@@ -66,7 +66,8 @@ class SiteContract(BaseModel):
     region: str = Field(min_length=1, description="AWS region of every resource below.")
     identity_store_id: str = Field(min_length=1, description="IAM Identity Center identity store id (d-...).")
     identity_store_region: str = Field(
-        default="", description="IAM Identity Center's home region, where the identity store is ('': region)."
+        default="", description="IAM Identity Center's home region, where the identity store is, and with it the "
+        "site's Verified Access and sign-in alarm ('': region)."
     )
     pilot_group_id: str = Field(min_length=1, description="Identity store group of the site's pilot users.")
     migrated_group_id: str = Field(
@@ -88,9 +89,24 @@ class SiteContract(BaseModel):
         return self.identity_store_region or self.region
 
     @property
+    def verified_access_region(self) -> str:
+        """Where the site's Verified Access is, with its access logs and the sign-in alarm on them: IAM
+        Identity Center's home region (its trust provider must be there)."""
+        return self.identity_region
+
+    @property
     def alarm_names(self) -> tuple[str, ...]:
         """The site's alarms the triage gates read, kitting first."""
         return (self.kitting_failure_alarm_name, self.sign_in_failure_alarm_name)
+
+    @property
+    def alarm_regions(self) -> dict[str, tuple[str, ...]]:
+        """The site's alarms by region: kitting in the site's region, sign-in in Verified Access's."""
+        regions: dict[str, tuple[str, ...]] = {}
+        for region, name in ((self.region, self.kitting_failure_alarm_name),
+                             (self.verified_access_region, self.sign_in_failure_alarm_name)):
+            regions[region] = regions.get(region, ()) + (name,)
+        return regions
 
 
 #: The stack output names, in declaration order; the stack exports exactly these.

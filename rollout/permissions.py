@@ -23,7 +23,8 @@ run time are granted more widely. Resource ARN formats (Service Authorization Re
 - SSM parameter ``arn:${Partition}:ssm:${Region}:${Account}:parameter/${Name}`` (a name that
   starts with ``/`` loses that slash in the ARN).
 - DynamoDB table ``arn:${Partition}:dynamodb:${Region}:${Account}:table/${TableName}``.
-- CloudWatch alarm ``arn:${Partition}:cloudwatch:${Region}:${Account}:alarm:${AlarmName}``.
+- CloudWatch alarm ``arn:${Partition}:cloudwatch:${Region}:${Account}:alarm:${AlarmName}``: the
+  kitting alarm in the site's region, the sign-in alarm in Verified Access's (IAM Identity Center's).
 - IAM role ``arn:${Partition}:iam::${Account}:role/${RoleName}`` (``sts:AssumeRole``).
 
 The operator's (or CI's) own identity needs :data:`OPERATOR_GRANTS` for each site: reading the
@@ -113,6 +114,7 @@ class SiteResources:
     alarm_names: tuple[str, ...]
     contract_parameter_name: str
     orchestrator_role_arn: str = ""  # needed by the operator's grants only
+    verified_access_region: str = ""  # where the sign-in alarm is ('': region)
 
 
 def required_actions(grants: Iterable[Grant] = ORCHESTRATOR_GRANTS) -> frozenset[str]:
@@ -160,7 +162,9 @@ def scope_resources(scope: Scope, site: SiteResources) -> tuple[str, ...]:
         if not site.orchestrator_role_arn:
             raise ValueError(f"site {site.site}: the orchestrator role's ARN is needed for the operator's grants")
         return (site.orchestrator_role_arn,)
-    return tuple(f"arn:{p}:cloudwatch:{region}:{account}:alarm:{name}" for name in site.alarm_names)
+    # (kitting, sign-in): the sign-in alarm watches Verified Access's logs, in Verified Access's region.
+    regions = (region, site.verified_access_region or region)
+    return tuple(f"arn:{p}:cloudwatch:{r}:{account}:alarm:{name}" for r, name in zip(regions, site.alarm_names, strict=True))
 
 
 def scope_condition(scope: Scope, site: SiteResources) -> dict[str, Any] | None:

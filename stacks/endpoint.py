@@ -8,6 +8,10 @@
 - The managed-node role for the site's hybrid activations: may write check-ins and the site's
   failure metrics, fetch agent installers and enrollment tokens, and nothing else.
 - Alarms on kitting failures and sign-in failures, and a dashboard of the site's rollout metrics.
+
+The device trust provider and the sign-in alarm (on the metric of Verified Access's access logs) are
+created in Verified Access's region (``SiteConfig.verified_access_region``) through
+``access_provider`` when that is not the stack's region; everything else in the stack's region.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ ALARM_PERIOD_SECONDS = 900
 @dataclass(frozen=True, slots=True)
 class EndpointArgs:
     config: SiteConfig
+    access_provider: pulumi.ProviderResource | None = None  # Verified Access's region, when not the stack's
 
 
 class EndpointComponent(pulumi.ComponentResource):
@@ -56,6 +61,7 @@ class EndpointComponent(pulumi.ComponentResource):
         super().__init__("zt-rollout:site:Endpoint", name, None, opts)
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self)
+        access = pulumi.ResourceOptions(parent=self, provider=args.access_provider)
         tags = site_tags(cfg.site, cfg.site_kind.value)
 
         provider = verifiedaccess.TrustProvider(
@@ -70,7 +76,7 @@ class EndpointComponent(pulumi.ComponentResource):
             ),
             description=f"{cfg.device_trust_provider.value} device posture for {cfg.site}",
             tags=tags,
-            opts=child,
+            opts=access,
         )
         table = self._checkin_table(name, cfg, tags, child)
         kitting = ssm.Document(
@@ -95,7 +101,7 @@ class EndpointComponent(pulumi.ComponentResource):
         kitting_alarm = self._alarm(name, cfg, "kitting-failures", KITTING_FAILURE_METRIC,
                                     cfg.kitting_failure_threshold, tags, child)
         sign_in_alarm = self._alarm(name, cfg, "sign-in-failures", SIGN_IN_FAILURE_METRIC,
-                                    cfg.sign_in_failure_threshold, tags, child)
+                                    cfg.sign_in_failure_threshold, tags, access)
         cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=f"zt-rollout-{cfg.site}",
@@ -219,9 +225,10 @@ def _device_policy(cfg: SiteConfig, table_arn: str) -> dict[str, Any]:
 
 
 def _dashboard_body(cfg: SiteConfig, alarm_arns: list[str]) -> dict[str, Any]:
-    """Two widgets: the site's failure metrics over time, and the state of its alarms."""
+    """Two widgets: the site's failure metrics over time (each read in its own region), and its alarms' state."""
     namespace = metric_namespace(cfg.site)
-    metrics = [[namespace, m] for m in (KITTING_FAILURE_METRIC, ROLLBACK_FAILURE_METRIC, SIGN_IN_FAILURE_METRIC)]
+    metrics = [[namespace, m, {"region": cfg.region}] for m in (KITTING_FAILURE_METRIC, ROLLBACK_FAILURE_METRIC)]
+    metrics.append([namespace, SIGN_IN_FAILURE_METRIC, {"region": cfg.verified_access_region}])  # from the access logs
     return {
         "widgets": [
             {"type": "metric", "x": 0, "y": 0, "width": 12, "height": 6,

@@ -114,6 +114,7 @@ def _site_resources(cfg: SiteConfig, parameter_name: str, values: list[str]) -> 
         checkin_table_name=table,
         alarm_names=tuple(alarms),
         contract_parameter_name=parameter_name,
+        verified_access_region=cfg.verified_access_region,
     )
 
 

@@ -193,4 +193,5 @@ def site_resources(contract: Any, account: str) -> Any:
         identity_store_id=contract.identity_store_id, pilot_group_id=contract.pilot_group_id,
         migrated_group_id=contract.migrated_group_id, kitting_document_name=contract.kitting_document_name,
         rollback_document_name=contract.rollback_document_name, checkin_table_name=contract.checkin_table_name,
-        alarm_names=contract.alarm_names, contract_parameter_name=contract.contract_parameter_name)
+        alarm_names=contract.alarm_names, contract_parameter_name=contract.contract_parameter_name,
+        verified_access_region=contract.verified_access_region)

@@ -223,7 +223,7 @@ def test_signals_name_a_site_whose_alarm_is_missing() -> None:
         AlarmNames=[contracts["tokyo"].kitting_failure_alarm_name])
     aws = backend(contracts)
     signals = aws.read_signals("zt-2027", "canary", [d for d in devices if d.site == "tokyo"], NOW)
-    assert signals.errors == (f"site tokyo: alarm {contracts['tokyo'].kitting_failure_alarm_name} does not exist "
+    assert signals.errors == (f"site tokyo: alarm {contracts['tokyo'].kitting_failure_alarm_name} does not exist in ap-northeast-1 "
                               "(run `pulumi up` for it)",)
     aws.close()
 

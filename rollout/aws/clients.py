@@ -64,6 +64,7 @@ class SiteClients:
     dynamodb: Any
     cloudwatch: Any
     who: str
+    cloudwatch_by_region: dict[str, Any]  # the site's region and Verified Access's (the sign-in alarm)
 
 
 class Clients:
@@ -93,9 +94,10 @@ class Clients:
         def make(service: str, config: Config, region: str = contract.region) -> Any:
             return session.client(service, region_name=region, config=config)  # type: ignore[call-overload]
 
+        cloudwatch = {region: make("cloudwatch", retrying, region) for region in contract.alarm_regions}
         return SiteClients(contract, make("identitystore", retrying, contract.identity_region), make("ssm", retrying),
                            make("ssm", once),
-                           make("dynamodb", retrying), make("cloudwatch", retrying), who)
+                           make("dynamodb", retrying), cloudwatch[contract.region], who, cloudwatch)
 
     def _assumed(self, base: boto3.session.Session, contract: SiteContract) -> boto3.session.Session:
         sts = base.client("sts", region_name=contract.region, config=client_config(self.settings, retries=True))

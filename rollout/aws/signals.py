@@ -4,8 +4,8 @@
   partitions for devices carried into this wave, kitted there). Only kitting check-ins are health
   evidence; each becomes a ``HealthReport`` through ``rollout.contract.health_checks``. A check-in
   stamped after ``now`` is not counted yet (the engine's clock decides what has happened).
-- Alarms: the two alarms of every site of the wave, one DescribeAlarms per site with that site's own
-  role (a role may describe only its own site's alarms); a missing alarm is an error.
+- Alarms: the two alarms of every site of the wave, read per site with that site's own role (a role
+  may describe only its own site's alarms), in each alarm's region; a missing alarm is an error.
 - Silent devices (no check-in) whose kitting command is known: up to ``invocation_checks_per_tick``
   GetCommandInvocation calls; a command that failed, timed out, was cancelled or could not be
   delivered is a kitting failure; a final status is remembered.
@@ -104,21 +104,24 @@ def _query(backend: AwsBackend, site: SiteClients, partition: str) -> list[dict[
 
 def _alarms(backend: AwsBackend, sites: Sequence[SiteClients], errors: list[str]) -> list[AlarmState]:
     """Every site's two alarms, each site's read with its own role: a site's orchestrator role may describe
-    its own alarms only, so sites that share a region are not read in one call."""
+    its own alarms only, so sites that share a region are not read in one call. The kitting alarm is in
+    the site's region, the sign-in alarm in Verified Access's (``SiteContract.alarm_regions``)."""
     out: list[AlarmState] = []
     for site in sites:
-        names = list(site.contract.alarm_names)
-        try:
-            answer = backend.caller.call(site.cloudwatch, "DescribeAlarms", who=site.who, AlarmNames=names)
-        except AwsError as err:
-            errors.append(f"site {site.contract.site}: alarms: {err}")
-            continue
-        states = {a["AlarmName"]: a["StateValue"] for a in answer.get("MetricAlarms", [])}
-        for name in names:
-            if name not in states:
-                errors.append(f"site {site.contract.site}: alarm {name} does not exist (run `pulumi up` for it)")
-            else:
-                out.append(AlarmState(name, states[name]))
+        for region, names in site.contract.alarm_regions.items():
+            try:
+                answer = backend.caller.call(site.cloudwatch_by_region[region], "DescribeAlarms", who=site.who,
+                                             AlarmNames=list(names))
+            except AwsError as err:
+                errors.append(f"site {site.contract.site}: alarms in {region}: {err}")
+                continue
+            states = {a["AlarmName"]: a["StateValue"] for a in answer.get("MetricAlarms", [])}
+            for name in names:
+                if name not in states:
+                    errors.append(f"site {site.contract.site}: alarm {name} does not exist in {region} "
+                                  "(run `pulumi up` for it)")
+                else:
+                    out.append(AlarmState(name, states[name]))
     return out
 
 
