@@ -225,7 +225,8 @@ class CheckIn(BaseModel):
 #: Which of the kitting document's health checks (names in ``failed_checks``) stand for which of
 #: the gates' signals. A failed check the table does not know counts against ``kitting``.
 CHECK_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
-    "kitting": ("aws_cli_present", "edr_agent_running", "disk_encrypted", "steps_completed"),
+    "kitting": ("aws_cli_present", "edr_agent_running", "disk_encrypted", "steps_completed",
+                "native_messaging_host_installed", "browser_extension_forced"),
     "ztna": ("ztna_agent_running",),
     "signin": ("signin_portal_reachable",),
     "app": ("private_apps_reachable",),

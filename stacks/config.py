@@ -85,6 +85,7 @@ class SiteConfig(_Model):
     identity_center_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     device_trust_provider: DeviceTrustProvider = DeviceTrustProvider.CROWDSTRIKE
     device_trust_tenant_id: str | None = None
+    browser_extension_id: str = Field(pattern=r"^[a-p]{32}$")
     min_posture_score: int = Field(default=60, ge=1, le=100)
     allowed_device_risks: tuple[JamfRisk, ...] = (JamfRisk.SECURE, JamfRisk.LOW)
     vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
@@ -189,7 +190,8 @@ def deployment_problems(config: SiteConfig) -> list[str]:
       Center; e.g. ``aws:region`` ap-northeast-3 with no ``identityCenterRegion`` is refused, naming the
       regions that have Verified Access;
     - each private app's load balancer and certificate are in Verified Access's region, and so is the
-      endpoints' VPC (``endpointVpcId``, required when that region is not the site's).
+      endpoints' VPC (``endpointVpcId``, required when that region is not the site's);
+    - the device trust provider supports the platform the documents kit (Jamf, macOS only, does not).
     """
     problems: list[str] = []
     idc_key = f"{PROJECT}:identityCenterRegion" if config.identity_center_region else REGION_KEY
@@ -215,10 +217,24 @@ def deployment_problems(config: SiteConfig) -> list[str]:
                 problems.append(f"{PROJECT}:privateApps[{index}].{field}: in {region_of_arn(arn)}, but the site's "
                                 f"Verified Access is in {va}, and an endpoint's load balancer and certificate must be in "
                                 "its region")
+    problems += _device_trust_problems(config)
     if config.private_apps and va != config.region and not config.endpoint_vpc_id:
         problems.append(f"{PROJECT}:endpointVpcId: required: the Verified Access endpoints are in {va}, not in the "
                         f"site's VPC {config.vpc_id} in {config.region}; name their VPC in {va}")
     return problems
+
+
+def _device_trust_problems(config: SiteConfig) -> list[str]:
+    """The device trust provider must support every platform the documents kit (``stacks.device_trust``)."""
+    from .device_trust import DEVICE_TRUST, KITTED_PLATFORMS
+
+    provider = config.device_trust_provider
+    supported = DEVICE_TRUST[provider].platforms
+    if KITTED_PLATFORMS <= supported:
+        return []
+    fitting = sorted(p.value for p, s in DEVICE_TRUST.items() if KITTED_PLATFORMS <= s.platforms)
+    return [f"{PROJECT}:deviceTrustProvider: {provider.value} device trust supports {', '.join(sorted(supported))} only, "
+            f"but the kitting document kits {', '.join(sorted(KITTED_PLATFORMS))} devices: use {' or '.join(fitting)}"]
 
 
 def _validate(raw: Mapping[str, Any], problems: list[str], *, stack: str) -> SiteConfig:

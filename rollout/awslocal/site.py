@@ -103,7 +103,7 @@ def _provision_site(site: str, idc: Any) -> SiteContract:
         "site": site, "region": region, "siteKind": "head-office" if site == "tokyo" else "branch",
         "identityStoreId": IDENTITY_STORE, "identityCenterRegion": HOME_REGION, "vpcId": "vpc-0a11c0ffee0000001", "subnetIds": ["subnet-0a11c0ffee000001"],
         "legacyProxy": f"proxy.{site}.corp.example.jp:8080", "legacyVpnServer": f"vpn.{site}.corp.example.jp",
-        "agentBucket": f"zt-rollout-agents-{ACCOUNT}"})
+        "agentBucket": f"zt-rollout-agents-{ACCOUNT}", "browserExtensionId": "aaaabbbbccccddddeeeeffffgggghhhh"})
     for kind, render in (("kitting", render_kitting_document), ("rollback", render_rollback_document)):
         ssm.create_document(Name=f"zt-rollout-{site}-{kind}", DocumentType="Command", DocumentFormat="YAML",
                             Content=render(config, checkin_table_name=table))

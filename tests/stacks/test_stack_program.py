@@ -60,12 +60,15 @@ def test_groups_live_in_identity_centers_home_region_when_the_site_is_elsewhere(
 
 
 def test_device_trust_provider_follows_config() -> None:
-    config = stack_config("osaka")
-    run = run_program("osaka", config)
+    config = {**stack_config("fukuoka"), "zt-rollout:deviceTrustProvider": "jumpcloud",
+              "zt-rollout:deviceTrustTenantId": "fukuoka-org-1"}
+    run = run_program("fukuoka", config)
     device = next(p.inputs for p in run.of_type(TRUST_PROVIDER) if p.inputs["trustProviderType"] == "device")
-    assert device["deviceTrustProviderType"] == "jamf"
-    assert device["policyReferenceName"] == "jamf"
-    assert device["deviceOptions"] == {"tenantId": "osaka-dr.jamfcloud.example"}
+    assert device["deviceTrustProviderType"] == "jumpcloud"
+    assert device["policyReferenceName"] == "jumpcloud"
+    assert device["deviceOptions"] == {"tenantId": "fukuoka-org-1"}
+    assert "'jumpcloud-agent.msi'" in next(d.inputs["content"] for d in run.of_type("aws:ssm/document:Document")
+                                           if d.inputs["name"].endswith("-kitting"))
 
 
 def test_checkin_table_has_contract_keys_ttl_and_point_in_time_recovery(site_run: tuple[str, ProgramRun]) -> None:
