@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_aws
 from pulumi_aws import cloudwatch, dynamodb, iam, ssm, verifiedaccess
 
 from rollout.contract import CHECKIN_PARTITION_KEY, CHECKIN_SORT_KEY, CHECKIN_TTL_ATTRIBUTE
@@ -151,19 +152,18 @@ class EndpointComponent(pulumi.ComponentResource):
             opts=opts,
         )
 
-    @staticmethod
-    def _device_role(name: str, cfg: SiteConfig, table: dynamodb.Table, tags: dict[str, str],
+    def _device_role(self, name: str, cfg: SiteConfig, table: dynamodb.Table, tags: dict[str, str],
                      opts: pulumi.ResourceOptions) -> iam.Role:
         """Role for the site's hybrid activations (``ssm.amazonaws.com``): check-ins, metrics, installers."""
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = pulumi_aws.get_caller_identity_output(opts=invoke).account_id
+        partition = pulumi_aws.get_partition_output(opts=invoke).partition
         role = iam.Role(
             f"{name}-device-role",
             name=f"zt-rollout-{cfg.site}-device",
             description=f"Managed nodes (devices) of {cfg.site}: Systems Manager plus zt-rollout check-ins",
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Principal": {"Service": "ssm.amazonaws.com"},
-                               "Action": "sts:AssumeRole"}],
-            }),
+            assume_role_policy=pulumi.Output.all(partition, account).apply(
+                lambda values: json.dumps(_device_trust_policy(cfg, str(values[0]), str(values[1])))),
             tags=tags,
             opts=opts,
         )
@@ -177,7 +177,8 @@ class EndpointComponent(pulumi.ComponentResource):
             f"{name}-device-policy",
             name="zt-rollout-device",
             role=role.id,
-            policy=table.arn.apply(lambda arn: json.dumps(_device_policy(cfg, arn))),
+            policy=pulumi.Output.all(table.arn, partition, account).apply(
+                lambda values: json.dumps(_device_policy(cfg, *(str(v) for v in values)))),
             opts=opts,
         )
         return role
@@ -206,8 +207,22 @@ class EndpointComponent(pulumi.ComponentResource):
         )
 
 
-def _device_policy(cfg: SiteConfig, table_arn: str) -> dict[str, Any]:
-    """Devices may put check-ins, publish the site's failure metrics, read installers and their tokens."""
+def _device_trust_policy(cfg: SiteConfig, partition: str, account: str) -> dict[str, Any]:
+    """Systems Manager may assume the role for this account's hybrid activations in the site's region only:
+    the confused-deputy conditions of the Systems Manager User Guide's hybrid service role."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ssm.amazonaws.com"}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account},
+                          "ArnEquals": {"aws:SourceArn": f"arn:{partition}:ssm:{cfg.region}:{account}:*"}},
+        }],
+    }
+
+
+def _device_policy(cfg: SiteConfig, table_arn: str, partition: str, account: str) -> dict[str, Any]:
+    """Devices may put check-ins, publish the site's failure metrics, read installers and their tokens
+    (this account's parameters of this site only)."""
     region = cfg.region
     return {
         "Version": "2012-10-17",
@@ -217,9 +232,9 @@ def _device_policy(cfg: SiteConfig, table_arn: str) -> dict[str, Any]:
              "Resource": ["*"],
              "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespace(cfg.site)}}},
             {"Sid": "FetchAgentInstallers", "Effect": "Allow", "Action": ["s3:GetObject"],
-             "Resource": [f"arn:aws:s3:::{cfg.agent_bucket}/*"]},
+             "Resource": [f"arn:{partition}:s3:::{cfg.agent_bucket}/*"]},
             {"Sid": "ReadEnrollmentTokens", "Effect": "Allow", "Action": ["ssm:GetParameter"],
-             "Resource": [f"arn:aws:ssm:{region}:*:parameter/zt-rollout/{cfg.site}/*-enrollment-token"]},
+             "Resource": [f"arn:{partition}:ssm:{region}:{account}:parameter/zt-rollout/{cfg.site}/*-enrollment-token"]},
         ],
     }
 

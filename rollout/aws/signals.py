@@ -6,6 +6,9 @@
   stamped after ``now`` is not counted yet (the engine's clock decides what has happened).
 - Alarms: the two alarms of every site of the wave, read per site with that site's own role (a role
   may describe only its own site's alarms), in each alarm's region; a missing alarm is an error.
+- A check-in that says kitting succeeded counts only once SSM's own status of the device's kitting
+  command on its node is ``Success`` (one GetCommandInvocation per device, remembered): any node of a
+  site can write any device's check-in, so SSM's record is the witness; a contradiction is an error.
 - Silent devices (no check-in) whose kitting command is known: up to ``invocation_checks_per_tick``
   GetCommandInvocation calls; a command that failed, timed out, was cancelled or could not be
   delivered is a kitting failure; a final status is remembered.
@@ -20,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rollout.aws.calls import ApiError
-from rollout.contract import CheckIn, CheckInAction, ContractError, health_checks
+from rollout.contract import CheckIn, CheckInAction, CheckInStatus, ContractError, health_checks
 from rollout.engine import Signals
 from rollout.errors import AwsError
 from rollout.gates import AlarmState, HealthReport
@@ -45,6 +48,7 @@ def read_wave_signals(backend: AwsBackend, wave: int, devices: Sequence[Device],
         by_site.setdefault(device.site, []).append(device)
     sites = []
     current: set[str] = set()  # devices with a check-in in this wave's own partition
+    succeeded: set[str] = set()  # devices whose check-in says their kitting succeeded
     for site_name in sorted(by_site):
         if site_name not in backend.clients.contracts:
             errors.append(f"site {site_name}: no contract, so no check-ins or alarms can be read")
@@ -53,12 +57,14 @@ def read_wave_signals(backend: AwsBackend, wave: int, devices: Sequence[Device],
         sites.append(site)
         wanted = {d.device_id for d in by_site[site_name]}
         try:
-            found, this_wave = _checkins(backend, site, wave, wanted, now, errors)
+            found, this_wave, claims = _checkins(backend, site, wave, wanted, now, errors)
             reports.update(found)
             current |= this_wave
+            succeeded |= claims
         except AwsError as err:
             errors.append(f"site {site_name}: {err}")
     alarms += _alarms(backend, sites, errors)
+    _corroborate(backend, [d for d in devices if d.device_id in succeeded], refs, reports, now, errors)
     silent = [d for d in devices if d.device_id not in current and refs.get(d.device_id, "")
               and not refs[d.device_id].startswith("unknown:")]
     reports.update(_invocations(backend, silent[:backend.settings.invocation_checks_per_tick], refs, now, errors))
@@ -66,11 +72,12 @@ def read_wave_signals(backend: AwsBackend, wave: int, devices: Sequence[Device],
 
 
 def _checkins(backend: AwsBackend, site: SiteClients, wave: int, wanted: set[str], now: dt.datetime,
-              errors: list[str]) -> tuple[dict[str, HealthReport], set[str]]:
-    """Newest kitting check-in per wanted device, this wave's partition first, then earlier ones;
-    and the devices found in this wave's own partition."""
+              errors: list[str]) -> tuple[dict[str, HealthReport], set[str], set[str]]:
+    """Newest kitting check-in per wanted device, this wave's partition first, then earlier ones; the
+    devices found in this wave's own partition; and those whose check-in says ``succeeded``."""
     found: dict[str, HealthReport] = {}
     this_wave: set[str] = set()
+    succeeded: set[str] = set()
     for index in range(wave, -1, -1):
         missing = wanted - found.keys()
         if not missing:
@@ -86,7 +93,9 @@ def _checkins(backend: AwsBackend, site: SiteClients, wave: int, wanted: set[str
                 found[checkin.device_id] = HealthReport(checkin.device_id, at, health_checks(checkin))
                 if index == wave:
                     this_wave.add(checkin.device_id)
-    return found, this_wave
+                if checkin.status is CheckInStatus.SUCCEEDED:
+                    succeeded.add(checkin.device_id)
+    return found, this_wave, succeeded
 
 
 def _query(backend: AwsBackend, site: SiteClients, partition: str) -> list[dict[str, dict[str, str]]]:
@@ -125,28 +134,72 @@ def _alarms(backend: AwsBackend, sites: Sequence[SiteClients], errors: list[str]
     return out
 
 
+def _corroborate(backend: AwsBackend, claimed: Sequence[Device], refs: Mapping[str, str],
+                 reports: dict[str, HealthReport], now: dt.datetime, errors: list[str]) -> None:
+    """Keep a succeeded check-in only when SSM's own record of the device's kitting command on its node
+    says ``Success``.
+
+    Any managed node of a site may write any of the site's check-ins (the device role's PutItem cannot be
+    bound to the node: ``dynamodb:LeadingKeys`` covers the partition key, which is the wave), so a
+    check-in is a claim and SSM is the witness. No known command, or one not final yet: the check-in
+    does not count yet. A command that failed on the node: the device failed kitting, and the
+    contradiction is an error (the gate cannot pass on it; a person looks). A failed check-in is taken
+    as it is: it can hold or roll back a wave, never push one on.
+    """
+    for index, device in enumerate(claimed):
+        command, node = refs.get(device.device_id, ""), dict(device.attributes).get("instance_id", "")
+        status: str | None = None
+        if command and not command.startswith("unknown:") and node:
+            site = backend.clients.site(device.site)
+            try:
+                status = _command_status(backend, site, command, node)
+            except AwsError as err:
+                errors.append(f"command status of {device.device_id}, to corroborate its check-in: {err}")
+                for rest in claimed[index:]:
+                    reports.pop(rest.device_id, None)
+                return
+        if status == "Success":
+            continue
+        reports.pop(device.device_id, None)
+        if status in FAILED_STATUSES:
+            errors.append(f"site {device.site}: {device.device_id}'s check-in says its kitting succeeded, but SSM says "
+                          f"command {command} ended {status} on node {node}: the check-in is not trusted")
+            reports[device.device_id] = HealthReport(device.device_id, now, {"kitting": False})
+
+
+def _command_status(backend: AwsBackend, site: SiteClients, command: str, node: str) -> str | None:
+    """SSM's status of ``command`` on ``node`` (GetCommandInvocation), remembered once final; None when
+    SSM has no such invocation. Other API errors and outages are raised."""
+    status = backend.invocations.get((command, node))
+    if status is not None:
+        return status
+    try:
+        answer = backend.caller.call(site.ssm, "GetCommandInvocation", who=site.who, CommandId=command,
+                                     InstanceId=node)
+    except ApiError as err:
+        if err.code in ("InvocationDoesNotExist", "InvalidCommandId"):
+            return None
+        raise
+    status = str(answer.get("Status", ""))
+    if status in FINAL_STATUSES:
+        backend.invocations[(command, node)] = status
+    return status
+
+
 def _invocations(backend: AwsBackend, silent: Sequence[Device], refs: Mapping[str, str],
                  now: dt.datetime, errors: list[str]) -> dict[str, HealthReport]:
     """Kitting failures of silent devices, from their command's status (each device on its own)."""
     out: dict[str, HealthReport] = {}
     for device in silent:
         command, node = refs[device.device_id], dict(device.attributes).get("instance_id", "")
-        status = backend.invocations.get((command, node))
-        if status is None:
-            site = backend.clients.site(device.site)
-            try:
-                answer = backend.caller.call(site.ssm, "GetCommandInvocation", who=site.who, CommandId=command,
-                                             InstanceId=node)
-            except ApiError as err:
-                if err.code not in ("InvocationDoesNotExist", "InvalidCommandId"):
-                    errors.append(f"command status of {device.device_id}: {err}")
-                continue
-            except AwsError as err:
-                errors.append(f"command status of {device.device_id}: {err}")
-                break
-            status = str(answer.get("Status", ""))
-            if status in FINAL_STATUSES:
-                backend.invocations[(command, node)] = status
+        try:
+            status = _command_status(backend, backend.clients.site(device.site), command, node)
+        except ApiError as err:
+            errors.append(f"command status of {device.device_id}: {err}")
+            continue
+        except AwsError as err:
+            errors.append(f"command status of {device.device_id}: {err}")
+            break
         if status in FAILED_STATUSES:
             out[device.device_id] = HealthReport(device.device_id, now, {"kitting": False})
     return out
