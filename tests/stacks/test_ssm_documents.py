@@ -95,7 +95,9 @@ def test_every_placeholder_of_the_item_is_filled_on_the_device(kind: str) -> Non
     replaced = set(re.findall(r"\.Replace\('@@([A-Z_]+)@@'", script))
     assert tokens == replaced
     assert "'{{ rolloutWave }}'" in script and "'{{ deviceMap }}'" in script
-    assert "$env:AWS_SSM_INSTANCE_ID" in script, "each node finds its own device id in the map"
+    # The agent puts its node's id in AWS_SSM_INSTANCE_ID for every script it runs (aws/amazon-ssm-agent:
+    # agent/executers/executers.go, prepareEnvironment): each node finds its own device id in the map with it.
+    assert "$env:AWS_SSM_INSTANCE_ID" in script
 
 
 @pytest.mark.parametrize(("kind", "status", "failed"), [
