@@ -164,7 +164,8 @@ def scope_resources(scope: Scope, site: SiteResources) -> tuple[str, ...]:
         return (site.orchestrator_role_arn,)
     # (kitting, sign-in): the sign-in alarm watches Verified Access's logs, in Verified Access's region.
     regions = (region, site.verified_access_region or region)
-    return tuple(f"arn:{p}:cloudwatch:{r}:{account}:alarm:{name}" for r, name in zip(regions, site.alarm_names, strict=True))
+    return tuple(f"arn:{p}:cloudwatch:{r}:{account}:alarm:{name}"
+                 for r, name in zip(regions, site.alarm_names, strict=True))
 
 
 def scope_condition(scope: Scope, site: SiteResources) -> dict[str, Any] | None:

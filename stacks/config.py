@@ -193,11 +193,17 @@ def deployment_problems(config: SiteConfig) -> list[str]:
       endpoints' VPC (``endpointVpcId``, required when that region is not the site's);
     - the device trust provider supports the platform the documents kit (Jamf, macOS only, does not).
     """
-    problems: list[str] = []
     idc_key = f"{PROJECT}:identityCenterRegion" if config.identity_center_region else REGION_KEY
     for key, region in ((REGION_KEY, config.region), (idc_key, config.identity_region)):
         if region not in STACK_REGIONS:
-            return [f"{key}: {region} is not a region these stacks support; they support {', '.join(sorted(STACK_REGIONS))}"]
+            return [f"{key}: {region} is not a region these stacks support; they support "
+                    f"{', '.join(sorted(STACK_REGIONS))}"]
+    return _service_problems(config, idc_key) + _endpoint_problems(config) + _device_trust_problems(config)
+
+
+def _service_problems(config: SiteConfig, idc_key: str) -> list[str]:
+    """DNS Firewall in the site's region; Verified Access and Identity Center in Verified Access's."""
+    problems: list[str] = []
     if not offers(config.region, DNS_FIREWALL):
         problems.append(f"{REGION_KEY}: {DNS_FIREWALL} is not available in {config.region}; regions that have it: "
                         f"{regions_with(DNS_FIREWALL)}")
@@ -211,13 +217,19 @@ def deployment_problems(config: SiteConfig) -> list[str]:
             f"{idc_key}: {service} is not available in {va} ({where}), where the site's Verified Access must be: its "
             f"IAM Identity Center trust provider must be in Identity Center's region, and an instance attaches trust "
             f"providers of its own region only. Regions that have {service}: {regions_with(service)}")
+    return problems
+
+
+def _endpoint_problems(config: SiteConfig) -> list[str]:
+    """Private apps' load balancers and certificates, and the endpoints' VPC, in Verified Access's region."""
+    problems: list[str] = []
+    va = config.verified_access_region
     for index, app in enumerate(config.private_apps):
         for field, arn in (("loadBalancerArn", app.load_balancer_arn), ("certificateArn", app.certificate_arn)):
             if region_of_arn(arn) != va:
                 problems.append(f"{PROJECT}:privateApps[{index}].{field}: in {region_of_arn(arn)}, but the site's "
                                 f"Verified Access is in {va}, and an endpoint's load balancer and certificate must be in "
                                 "its region")
-    problems += _device_trust_problems(config)
     if config.private_apps and va != config.region and not config.endpoint_vpc_id:
         problems.append(f"{PROJECT}:endpointVpcId: required: the Verified Access endpoints are in {va}, not in the "
                         f"site's VPC {config.vpc_id} in {config.region}; name their VPC in {va}")

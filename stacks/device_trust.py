@@ -31,10 +31,12 @@ class DeviceTrustSupport:
 
 DEVICE_TRUST: Final[dict[DeviceTrustProvider, DeviceTrustSupport]] = {
     DeviceTrustProvider.CROWDSTRIKE: DeviceTrustSupport(
-        frozenset({"Windows"}), "AWS Verified Access", True, ("crowdstrike-falcon-sensor.msi", "CID", "CSFalconService")),
+        frozenset({"Windows"}), "AWS Verified Access", True,
+        ("crowdstrike-falcon-sensor.msi", "CID", "CSFalconService")),
     DeviceTrustProvider.JAMF: DeviceTrustSupport(frozenset({"MacOS"}), "AWS Verified Access", False, None),
     DeviceTrustProvider.JUMPCLOUD: DeviceTrustSupport(
-        frozenset({"Windows", "MacOS"}), "JumpCloud", False, ("jumpcloud-agent.msi", "JCINSTALLERARGUMENTS", "jumpcloud-agent")),
+        frozenset({"Windows", "MacOS"}), "JumpCloud", False,
+        ("jumpcloud-agent.msi", "JCINSTALLERARGUMENTS", "jumpcloud-agent")),
 }
 
 #: The platforms the kitting and rollback documents kit (every step's ``platformType`` precondition).

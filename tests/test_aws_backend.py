@@ -261,8 +261,8 @@ def test_signals_name_a_site_whose_alarm_is_missing() -> None:
         AlarmNames=[contracts["tokyo"].kitting_failure_alarm_name])
     aws = backend(contracts)
     signals = aws.read_signals("zt-2027", "canary", [d for d in devices if d.site == "tokyo"], NOW)
-    assert signals.errors == (f"site tokyo: alarm {contracts['tokyo'].kitting_failure_alarm_name} does not exist in ap-northeast-1 "
-                              "(run `pulumi up` for it)",)
+    assert signals.errors == (f"site tokyo: alarm {contracts['tokyo'].kitting_failure_alarm_name} does not exist in "
+                              "ap-northeast-1 (run `pulumi up` for it)",)
     aws.close()
 
 
@@ -318,8 +318,9 @@ def test_every_call_is_made_by_an_identity_the_stacks_policies_allow_to_make_it(
     aws.revert("op-2", "canary", devices, {r.device_id: r.steps_done for r in results}, NOW)
     aws.close()
     policies = {c.orchestrator_role_arn: [orchestrator_policy(site_resources(c, ACCOUNT))] for c in contracts.values()}
-    policies[OPERATOR] = [operator_policy(replace(site_resources(c, ACCOUNT), orchestrator_role_arn=c.orchestrator_role_arn))
-                          for c in contracts.values()]
+    policies[OPERATOR] = [
+        operator_policy(replace(site_resources(c, ACCOUNT), orchestrator_role_arn=c.orchestrator_role_arn))
+        for c in contracts.values()]
     tags = {dict(d.attributes)["instance_id"]: {"zt-rollout-site": d.site} for d in devices}
     assert {c.identity for c in log.calls} == set(policies)
     assert denials(log, policies, ACCOUNT, tags) == []

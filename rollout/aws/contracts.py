@@ -68,7 +68,7 @@ def _from_ssm(site: str, regions: list[str | None], ssm_client: Callable[[str | 
     for region in regions:
         try:
             answer = caller.call(ssm_client(region), "GetParameter", Name=name,
-                                 who=f"your own identity (the policy zt-rollout-{site}-operator that the site's stack creates)")
+                                 who=f"your own identity (policy zt-rollout-{site}-operator, from the site's stack)")
         except NoRegionError:
             raise ContractError(f"contract for site {site!r} (SSM {name}): no AWS region; give --contracts "
                                 "ssm:REGION or set AWS_REGION.") from None

@@ -114,7 +114,8 @@ def test_identity_center_trust_provider_and_all_of_verified_access_are_in_identi
     assert regions[(user.type, user.name)] == home
     verified_access = {key: region for key, region in regions.items() if key[0].startswith("aws:verifiedaccess/")}
     assert set(verified_access.values()) == {home}
-    alarm = next(r for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if r.inputs["name"].endswith("sign-in-failures"))
+    alarm = next(r for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+                 if r.inputs["name"].endswith("sign-in-failures"))
     log_filter = run.one("aws:cloudwatch/logMetricFilter:LogMetricFilter")
     assert regions[(alarm.type, alarm.name)] == regions[(log_filter.type, log_filter.name)] == home, \
         "the sign-in alarm watches the metric of Verified Access's logs, in Verified Access's region"
