@@ -14,6 +14,7 @@ if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 import pulumi  # noqa: E402
+import pulumi_aws  # noqa: E402
 
 from rollout.core.contract import SCHEMA_VERSION, DEVICE_SITE_TAG_KEY, contract_parameter_name  # noqa: E402
 from stacks.config import PROJECT, load_site_config  # noqa: E402
@@ -31,12 +32,15 @@ config = load_site_config(
 site = config.site
 parameter_name = contract_parameter_name(site)
 
+# IAM Identity Center's home region, and with it Verified Access (stacks/README.md, "Regions").
+home = (pulumi_aws.Provider(f"{site}-identity-center", region=config.identity_region)
+        if config.identity_region != config.region else None)
 identity = IdentityComponent(
     site,
     IdentityArgs(site=site, site_kind=config.site_kind.value, identity_store_id=config.identity_store_id,
-                 identity_region=config.identity_center_region if config.identity_region != config.region else None),
+                 home_provider=home),
 )
-endpoint = EndpointComponent(site, EndpointArgs(config=config))
+endpoint = EndpointComponent(site, EndpointArgs(config=config, access_provider=home))
 sase = SaseComponent(
     site,
     SaseArgs(
@@ -44,6 +48,7 @@ sase = SaseComponent(
         migrated_group_id=identity.migrated_group_id,
         user_trust_provider_id=identity.user_trust_provider_id,
         device_trust_provider_id=endpoint.device_trust_provider_id,
+        access_provider=home,
     ),
 )
 orchestrator = OrchestratorComponent(

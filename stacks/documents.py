@@ -13,6 +13,7 @@ from typing import Final
 from rollout.templating import render
 
 from .config import DeviceTrustProvider, SiteConfig
+from .device_trust import DEVICE_TRUST, KITTED_PLATFORMS
 
 #: Verified Access puts each trust provider's claims under ``context.<policy reference name>``.
 #: The names must be Cedar identifiers (no hyphens) so the policy can use dot access.
@@ -65,36 +66,47 @@ def render_group_policy(config: SiteConfig, *, migrated_group_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Agent:
-    """An agent the kitting document installs from the site's agent bucket and then health-checks."""
+    """An MSI the kitting document installs from the site's agent bucket and then health-checks: a
+    running ``service`` when it has one, else its product installed (by the product code the install
+    step reads from the MSI). ``enrollment_parameter`` and ``token_property`` pass an enrollment token."""
 
     step: str
     installer: str
-    enrollment_parameter: str
-    token_property: str
-    service: str
     check: str
+    enrollment_parameter: str = ""
+    token_property: str = ""
+    service: str = ""
 
 
-_EDR_AGENTS: Final[dict[DeviceTrustProvider, tuple[str, str, str]]] = {
-    # provider: (installer object key, token property, Windows service name)
-    DeviceTrustProvider.CROWDSTRIKE: ("crowdstrike-falcon-sensor.msi", "CID", "CSFalconService"),
-    DeviceTrustProvider.JAMF: ("jamf-protect.msi", "JAMF_PROTECT_TOKEN", "JamfProtect"),
-    DeviceTrustProvider.JUMPCLOUD: ("jumpcloud-agent.msi", "JCINSTALLERARGUMENTS", "jumpcloud-agent"),
-}
+#: Installer of the AWS Verified Access Native Messaging Host (AWS publishes the MSI; the site puts it in its bucket).
+NATIVE_MESSAGING_HOST_INSTALLER: Final = "aws-verified-access-native-messaging-host.msi"
+
+#: Chrome's policy key for force-installed extensions, and the Chrome Web Store's update URL.
+CHROME_FORCELIST: Final = r"HKLM:\SOFTWARE\Policies\Google\Chrome\ExtensionInstallForcelist"
+CHROME_WEB_STORE_UPDATE_URL: Final = "https://clients2.google.com/service/update2/crx"
 
 
 def site_agents(config: SiteConfig) -> tuple[Agent, ...]:
-    """The ZTNA agent, then the EDR agent of the site's device trust provider.
+    """The ZTNA agent, the EDR agent of the site's device trust provider and, for CrowdStrike, the
+    Verified Access Native Messaging Host, in install order.
 
     Enrollment tokens are SecureString parameters under ``/zt-rollout/<site>/``, created out of band.
+    Raises ``ValueError`` for a provider with no Windows agent (the documents kit Windows).
     """
-    installer, token_property, service = _EDR_AGENTS[config.device_trust_provider]
-    return (
-        Agent("ZtnaAgent", "ztna-agent.msi", f"/zt-rollout/{config.site}/ztna-enrollment-token",
-              "ENROLLMENT_TOKEN", "ZtnaAgent", "ztna_agent_running"),
-        Agent("EdrAgent", installer, f"/zt-rollout/{config.site}/edr-enrollment-token",
-              token_property, service, "edr_agent_running"),
-    )
+    support = DEVICE_TRUST[config.device_trust_provider]
+    if support.windows_agent is None:
+        raise ValueError(f"{config.device_trust_provider.value} device trust has no Windows agent; the documents "
+                         f"kit {', '.join(sorted(KITTED_PLATFORMS))}")
+    installer, token_property, service = support.windows_agent
+    agents = [
+        Agent("ZtnaAgent", "ztna-agent.msi", "ztna_agent_running", f"/zt-rollout/{config.site}/ztna-enrollment-token",
+              "ENROLLMENT_TOKEN", "ZtnaAgent"),
+        Agent("EdrAgent", installer, "edr_agent_running", f"/zt-rollout/{config.site}/edr-enrollment-token",
+              token_property, service),
+    ]
+    if support.native_messaging_host:
+        agents.append(Agent("NativeMessagingHost", NATIVE_MESSAGING_HOST_INSTALLER, "native_messaging_host_installed"))
+    return tuple(agents)
 
 
 def _ssm_parameters() -> dict[str, str]:
@@ -118,6 +130,9 @@ def render_kitting_document(config: SiteConfig, *, checkin_table_name: str) -> s
         breakout_bypass=";".join(config.local_breakout_domains) or "<local>",
         signin_portal_url=signin_portal_url(config),
         private_app_domains=[app.domain for app in config.private_apps],
+        extension_forcelist=CHROME_FORCELIST,
+        extension_entry=f"{config.browser_extension_id};{CHROME_WEB_STORE_UPDATE_URL}",
+        browser_extension=DEVICE_TRUST[config.device_trust_provider].browser_extension,
     )
 
 

@@ -8,6 +8,10 @@
 - The managed-node role for the site's hybrid activations: may write check-ins and the site's
   failure metrics, fetch agent installers and enrollment tokens, and nothing else.
 - Alarms on kitting failures and sign-in failures, and a dashboard of the site's rollout metrics.
+
+The device trust provider and the sign-in alarm (on the metric of Verified Access's access logs) are
+created in Verified Access's region (``SiteConfig.verified_access_region``) through
+``access_provider`` when that is not the stack's region; everything else in the stack's region.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_aws
 from pulumi_aws import cloudwatch, dynamodb, iam, ssm, verifiedaccess
 
 from rollout.core.contract import CHECKIN_PARTITION_KEY, CHECKIN_SORT_KEY, CHECKIN_TTL_ATTRIBUTE
@@ -39,6 +44,7 @@ ALARM_PERIOD_SECONDS = 900
 @dataclass(frozen=True, slots=True)
 class EndpointArgs:
     config: SiteConfig
+    access_provider: pulumi.ProviderResource | None = None  # Verified Access's region, when not the stack's
 
 
 class EndpointComponent(pulumi.ComponentResource):
@@ -56,6 +62,7 @@ class EndpointComponent(pulumi.ComponentResource):
         super().__init__("zt-rollout:site:Endpoint", name, None, opts)
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self)
+        access = pulumi.ResourceOptions(parent=self, provider=args.access_provider)
         tags = site_tags(cfg.site, cfg.site_kind.value)
 
         provider = verifiedaccess.TrustProvider(
@@ -70,7 +77,7 @@ class EndpointComponent(pulumi.ComponentResource):
             ),
             description=f"{cfg.device_trust_provider.value} device posture for {cfg.site}",
             tags=tags,
-            opts=child,
+            opts=access,
         )
         table = self._checkin_table(name, cfg, tags, child)
         kitting = ssm.Document(
@@ -95,7 +102,7 @@ class EndpointComponent(pulumi.ComponentResource):
         kitting_alarm = self._alarm(name, cfg, "kitting-failures", KITTING_FAILURE_METRIC,
                                     cfg.kitting_failure_threshold, tags, child)
         sign_in_alarm = self._alarm(name, cfg, "sign-in-failures", SIGN_IN_FAILURE_METRIC,
-                                    cfg.sign_in_failure_threshold, tags, child)
+                                    cfg.sign_in_failure_threshold, tags, access)
         cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=f"zt-rollout-{cfg.site}",
@@ -145,19 +152,18 @@ class EndpointComponent(pulumi.ComponentResource):
             opts=opts,
         )
 
-    @staticmethod
-    def _device_role(name: str, cfg: SiteConfig, table: dynamodb.Table, tags: dict[str, str],
+    def _device_role(self, name: str, cfg: SiteConfig, table: dynamodb.Table, tags: dict[str, str],
                      opts: pulumi.ResourceOptions) -> iam.Role:
         """Role for the site's hybrid activations (``ssm.amazonaws.com``): check-ins, metrics, installers."""
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = pulumi_aws.get_caller_identity_output(opts=invoke).account_id
+        partition = pulumi_aws.get_partition_output(opts=invoke).partition
         role = iam.Role(
             f"{name}-device-role",
             name=f"zt-rollout-{cfg.site}-device",
             description=f"Managed nodes (devices) of {cfg.site}: Systems Manager plus zt-rollout check-ins",
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Principal": {"Service": "ssm.amazonaws.com"},
-                               "Action": "sts:AssumeRole"}],
-            }),
+            assume_role_policy=pulumi.Output.all(partition, account).apply(
+                lambda values: json.dumps(_device_trust_policy(cfg, str(values[0]), str(values[1])))),
             tags=tags,
             opts=opts,
         )
@@ -171,7 +177,8 @@ class EndpointComponent(pulumi.ComponentResource):
             f"{name}-device-policy",
             name="zt-rollout-device",
             role=role.id,
-            policy=table.arn.apply(lambda arn: json.dumps(_device_policy(cfg, arn))),
+            policy=pulumi.Output.all(table.arn, partition, account).apply(
+                lambda values: json.dumps(_device_policy(cfg, *(str(v) for v in values)))),
             opts=opts,
         )
         return role
@@ -200,8 +207,22 @@ class EndpointComponent(pulumi.ComponentResource):
         )
 
 
-def _device_policy(cfg: SiteConfig, table_arn: str) -> dict[str, Any]:
-    """Devices may put check-ins, publish the site's failure metrics, read installers and their tokens."""
+def _device_trust_policy(cfg: SiteConfig, partition: str, account: str) -> dict[str, Any]:
+    """Systems Manager may assume the role for this account's hybrid activations in the site's region only:
+    the confused-deputy conditions of the Systems Manager User Guide's hybrid service role."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ssm.amazonaws.com"}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account},
+                          "ArnEquals": {"aws:SourceArn": f"arn:{partition}:ssm:{cfg.region}:{account}:*"}},
+        }],
+    }
+
+
+def _device_policy(cfg: SiteConfig, table_arn: str, partition: str, account: str) -> dict[str, Any]:
+    """Devices may put check-ins, publish the site's failure metrics, read installers and their tokens
+    (this account's parameters of this site only)."""
     region = cfg.region
     return {
         "Version": "2012-10-17",
@@ -211,17 +232,18 @@ def _device_policy(cfg: SiteConfig, table_arn: str) -> dict[str, Any]:
              "Resource": ["*"],
              "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespace(cfg.site)}}},
             {"Sid": "FetchAgentInstallers", "Effect": "Allow", "Action": ["s3:GetObject"],
-             "Resource": [f"arn:aws:s3:::{cfg.agent_bucket}/*"]},
+             "Resource": [f"arn:{partition}:s3:::{cfg.agent_bucket}/*"]},
             {"Sid": "ReadEnrollmentTokens", "Effect": "Allow", "Action": ["ssm:GetParameter"],
-             "Resource": [f"arn:aws:ssm:{region}:*:parameter/zt-rollout/{cfg.site}/*-enrollment-token"]},
+             "Resource": [f"arn:{partition}:ssm:{region}:{account}:parameter/zt-rollout/{cfg.site}/*-enrollment-token"]},
         ],
     }
 
 
 def _dashboard_body(cfg: SiteConfig, alarm_arns: list[str]) -> dict[str, Any]:
-    """Two widgets: the site's failure metrics over time, and the state of its alarms."""
+    """Two widgets: the site's failure metrics over time (each read in its own region), and its alarms' state."""
     namespace = metric_namespace(cfg.site)
-    metrics = [[namespace, m] for m in (KITTING_FAILURE_METRIC, ROLLBACK_FAILURE_METRIC, SIGN_IN_FAILURE_METRIC)]
+    metrics = [[namespace, m, {"region": cfg.region}] for m in (KITTING_FAILURE_METRIC, ROLLBACK_FAILURE_METRIC)]
+    metrics.append([namespace, SIGN_IN_FAILURE_METRIC, {"region": cfg.verified_access_region}])  # from the access logs
     return {
         "widgets": [
             {"type": "metric", "x": 0, "y": 0, "width": 12, "height": 6,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws
 from pulumi_aws import identitystore, verifiedaccess
 
 from .documents import USER_POLICY_REFERENCE
@@ -22,7 +21,7 @@ class IdentityArgs:
     site: str
     site_kind: str
     identity_store_id: str
-    identity_region: str | None = None  # IAM Identity Center's home region, when not the stack's
+    home_provider: pulumi.ProviderResource | None = None  # IAM Identity Center's home region, when not the stack's
 
 
 class IdentityComponent(pulumi.ComponentResource):
@@ -34,25 +33,23 @@ class IdentityComponent(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: IdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("zt-rollout:site:Identity", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        groups = child
-        if args.identity_region:
-            home = pulumi_aws.Provider(f"{name}-identity-center", region=args.identity_region,
-                                       opts=pulumi.ResourceOptions(parent=self))
-            groups = pulumi.ResourceOptions(parent=self, provider=home)
+        # Groups and the IAM Identity Center trust provider both live in Identity Center's home region:
+        # "Your IAM Identity Center instance must be enabled in the same AWS Region that you want to create
+        # the Verified Access trust provider in" (AWS Verified Access User Guide, user trust providers).
+        home = pulumi.ResourceOptions(parent=self, provider=args.home_provider)
         pilot = identitystore.Group(
             f"{name}-pilot",
             identity_store_id=args.identity_store_id,
             display_name=f"zt-rollout-{args.site}-pilot",
             description=f"Pilot users of the zero-trust rollout at {args.site}; managed by the orchestrator.",
-            opts=groups,
+            opts=home,
         )
         migrated = identitystore.Group(
             f"{name}-migrated",
             identity_store_id=args.identity_store_id,
             display_name=f"zt-rollout-{args.site}-migrated",
             description=f"Users switched to zero-trust access at {args.site}; admitted by Verified Access.",
-            opts=groups,
+            opts=home,
         )
         provider = verifiedaccess.TrustProvider(
             f"{name}-users",
@@ -61,7 +58,7 @@ class IdentityComponent(pulumi.ComponentResource):
             policy_reference_name=USER_POLICY_REFERENCE,
             description=f"IAM Identity Center users of {args.site}",
             tags=site_tags(args.site, args.site_kind),
-            opts=child,
+            opts=home,
         )
         self.pilot_group_id = pilot.group_id
         self.migrated_group_id = migrated.group_id

@@ -7,20 +7,23 @@ the two migration documents on managed nodes tagged for the site, and reads of t
 the contract parameter, the check-in table and the site's alarms.
 
 Who may assume the role: the principals in ``orchestratorPrincipals``, or, when that is empty, the
-account (so an administrator grants ``sts:AssumeRole`` to the orchestrator's own identity).
+account. Either way those identities need the grant on their own side too: the managed policy
+``zt-rollout-<site>-operator`` (:func:`rollout.core.permissions.operator_policy`) allows exactly what the
+operator's own identity calls before and for acting as the role (reading the site's contract,
+``sts:AssumeRole`` on the role); attach it to the people and CI that run the orchestrator.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 from pulumi_aws import iam
 
-from rollout.core.permissions import SiteResources, orchestrator_policy
+from rollout.core.permissions import SiteResources, operator_policy, orchestrator_policy
 
 from .config import SiteConfig
 from .tags import site_tags
@@ -42,6 +45,7 @@ class OrchestratorComponent(pulumi.ComponentResource):
     """Role ``zt-rollout-<site>-orchestrator`` and its inline least-privilege policy."""
 
     role_arn: pulumi.Output[str]
+    operator_policy_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: OrchestratorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("zt-rollout:site:Orchestrator", name, None, opts)
@@ -78,8 +82,20 @@ class OrchestratorComponent(pulumi.ComponentResource):
             policy=resources.apply(lambda site: json.dumps(orchestrator_policy(site), sort_keys=True)),
             opts=child,
         )
+        operator = iam.Policy(
+            f"{name}-operator",
+            name=f"zt-rollout-{cfg.site}-operator",
+            description=f"For the people and CI that run the zt-rollout orchestrator on {cfg.site}: read the "
+                        "site's contract and assume its orchestrator role",
+            policy=pulumi.Output.all(resources, role.arn).apply(
+                lambda values: json.dumps(operator_policy(replace(values[0], orchestrator_role_arn=str(values[1]))),
+                                          sort_keys=True)),
+            tags=site_tags(cfg.site, cfg.site_kind.value),
+            opts=child,
+        )
         self.role_arn = role.arn
-        self.register_outputs({"role_arn": self.role_arn})
+        self.operator_policy_arn = operator.arn
+        self.register_outputs({"role_arn": self.role_arn, "operator_policy_arn": self.operator_policy_arn})
 
 
 def _site_resources(cfg: SiteConfig, parameter_name: str, values: list[str]) -> SiteResources:
@@ -98,6 +114,7 @@ def _site_resources(cfg: SiteConfig, parameter_name: str, values: list[str]) -> 
         checkin_table_name=table,
         alarm_names=tuple(alarms),
         contract_parameter_name=parameter_name,
+        verified_access_region=cfg.verified_access_region,
     )
 
 

@@ -5,9 +5,15 @@
   the site's ``SignInFailures`` metric.
 - One Verified Access group whose Cedar policy (``templates/cedar/``) admits only members of the
   site's migrated group on a device that meets the site's posture threshold.
-- One Verified Access endpoint per private application in config, behind the site's security group.
+- One Verified Access endpoint per private application in config, behind a security group of the
+  endpoints' VPC (none without private apps).
 - Route 53 Resolver DNS Firewall on the site's VPC: the local-breakout allow list (e.g. Microsoft 365
   domains, for a site that keeps its closed network) is answered first; the block list is refused.
+  The endpoints' VPC gets the same rules when it is another VPC.
+
+Everything of Verified Access is created in its region (``SiteConfig.verified_access_region``, IAM
+Identity Center's home region) through ``access_provider`` when that is not the stack's region; the
+site's DNS Firewall stays in the stack's region.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class SaseArgs:
     migrated_group_id: pulumi.Input[str]
     user_trust_provider_id: pulumi.Input[str]
     device_trust_provider_id: pulumi.Input[str]
+    access_provider: pulumi.ProviderResource | None = None  # Verified Access's region, when not the stack's
 
 
 class SaseComponent(pulumi.ComponentResource):
@@ -46,7 +53,8 @@ class SaseComponent(pulumi.ComponentResource):
     def __init__(self, name: str, args: SaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("zt-rollout:site:Sase", name, None, opts)
         cfg = args.config
-        child = pulumi.ResourceOptions(parent=self)
+        site_region = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, provider=args.access_provider)  # Verified Access's region
         tags = site_tags(cfg.site, cfg.site_kind.value)
 
         instance = verifiedaccess.Instance(
@@ -72,24 +80,28 @@ class SaseComponent(pulumi.ComponentResource):
             ),
             tags=tags,
             # The policy names the attached providers' reference names: attach them first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.access_provider, depends_on=attachments),
         )
-        security_group = ec2.SecurityGroup(
-            f"{name}-endpoints",
-            vpc_id=cfg.vpc_id,
-            description=f"Verified Access endpoints of {cfg.site}",
-            ingress=[ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=443, to_port=443,
-                                                  cidr_blocks=["0.0.0.0/0"],
-                                                  description="HTTPS; Verified Access has checked every request")],
-            egress=[ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=app.port, to_port=app.port,
-                                                cidr_blocks=["0.0.0.0/0"], description=f"to {app.name}")
-                    for app in cfg.private_apps],
-            tags=tags,
-            opts=child,
-        )
-        for app in cfg.private_apps:
-            self._endpoint(name, cfg, app, group, security_group, tags, child)
-        rule_group = self._dns_firewall(name, cfg, tags, child)
+        if cfg.private_apps:
+            security_group = ec2.SecurityGroup(
+                f"{name}-endpoints",
+                vpc_id=cfg.endpoint_vpc,
+                description=f"Verified Access endpoints of {cfg.site}",
+                ingress=[ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=443, to_port=443,
+                                                      cidr_blocks=["0.0.0.0/0"],
+                                                      description="HTTPS; Verified Access has checked every request")],
+                egress=[ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=app.port, to_port=app.port,
+                                                    cidr_blocks=["0.0.0.0/0"], description=f"to {app.name}")
+                        for app in cfg.private_apps],
+                tags=tags,
+                opts=child,
+            )
+            for app in cfg.private_apps:
+                self._endpoint(name, cfg, app, group, security_group, tags, child)
+        rule_group = self._dns_firewall(name, f"zt-rollout-{cfg.site}", cfg, cfg.vpc_id, tags, site_region)
+        if cfg.private_apps and cfg.endpoint_vpc != cfg.vpc_id:
+            self._dns_firewall(f"{name}-endpoints", f"zt-rollout-{cfg.site}-endpoints", cfg, cfg.endpoint_vpc, tags,
+                               child)
 
         self.verified_access_instance_id = instance.id
         self.verified_access_group_id = group.verifiedaccess_group_id
@@ -153,22 +165,23 @@ class SaseComponent(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _dns_firewall(name: str, cfg: SiteConfig, tags: dict[str, str],
+    def _dns_firewall(name: str, physical: str, cfg: SiteConfig, vpc_id: str, tags: dict[str, str],
                       opts: pulumi.ResourceOptions) -> route53.ResolverFirewallRuleGroup:
-        """Rule group with ALLOW (breakout) before BLOCK (block list), associated with the site's VPC."""
+        """Rule group with ALLOW (breakout) before BLOCK (block list), associated with ``vpc_id``, in the
+        region of ``opts``' provider (a rule group serves VPCs of its own region only)."""
         rule_group = route53.ResolverFirewallRuleGroup(
-            f"{name}-dns-firewall", name=f"zt-rollout-{cfg.site}", tags=tags, opts=opts)
+            f"{name}-dns-firewall", name=physical, tags=tags, opts=opts)
         lists = (("local-breakout", cfg.local_breakout_domains, "ALLOW", ALLOW_PRIORITY),
                  ("blocked", cfg.dns_block_domains, "BLOCK", BLOCK_PRIORITY))
         for label, domains, action, priority in lists:
             if not domains:
                 continue
             domain_list = route53.ResolverFirewallDomainList(
-                f"{name}-{label}", name=f"zt-rollout-{cfg.site}-{label}", domains=list(domains),
+                f"{name}-{label}", name=f"{physical}-{label}", domains=list(domains),
                 tags=tags, opts=opts)
             route53.ResolverFirewallRule(
                 f"{name}-{label}-rule",
-                name=f"zt-rollout-{cfg.site}-{label}",
+                name=f"{physical}-{label}",
                 firewall_rule_group_id=rule_group.id,
                 firewall_domain_list_id=domain_list.id,
                 action=action,
@@ -178,9 +191,9 @@ class SaseComponent(pulumi.ComponentResource):
             )
         route53.ResolverFirewallRuleGroupAssociation(
             f"{name}-dns-firewall-vpc",
-            name=f"zt-rollout-{cfg.site}",
+            name=physical,
             firewall_rule_group_id=rule_group.id,
-            vpc_id=cfg.vpc_id,
+            vpc_id=vpc_id,
             priority=ASSOCIATION_PRIORITY,
             mutation_protection="ENABLED",
             tags=tags,

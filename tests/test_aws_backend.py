@@ -200,6 +200,7 @@ def test_signals_come_from_checkins_alarms_and_nothing_from_the_future() -> None
     devices, contracts = provisioned(60)
     tokyo = [d for d in devices if d.site == "tokyo"][:6]
     aws = backend(contracts)
+    refs = {r.device_id: r.ref for r in aws.migrate("op-1", "wave-1", tokyo, {}, NOW)}  # kitting commands SSM knows
     table = contracts["tokyo"].checkin_table_name
     ddb = boto3.client("dynamodb", region_name="ap-northeast-1")
     for item in (checkin(tokyo[0].device_id, 1, "2027-01-12T10:00:00Z"),
@@ -213,7 +214,7 @@ def test_signals_come_from_checkins_alarms_and_nothing_from_the_future() -> None
                                         "status": {"S": "maybe"}})
     boto3.client("cloudwatch", region_name="ap-northeast-1").set_alarm_state(
         AlarmName=contracts["tokyo"].sign_in_failure_alarm_name, StateValue="ALARM", StateReason="test")
-    signals = aws.read_signals("zt-2027", "wave-1", tokyo, NOW + dt.timedelta(hours=12))
+    signals = aws.read_signals("zt-2027", "wave-1", tokyo, NOW + dt.timedelta(hours=12), refs=refs)
     assert sorted(signals.reports) == sorted([tokyo[0].device_id, tokyo[1].device_id, tokyo[4].device_id])
     assert signals.reports[tokyo[0].device_id].checks == {"kitting": True, "ztna": True, "signin": True, "app": True}
     assert signals.reports[tokyo[1].device_id].checks == {"kitting": False, "ztna": True, "signin": False,
@@ -223,14 +224,51 @@ def test_signals_come_from_checkins_alarms_and_nothing_from_the_future() -> None
     aws.close()
 
 
+def fail_on_node(contract: Any, command: str, node: str) -> None:
+    """Make moto's record of ``command`` on ``node`` say what a node whose kitting failed reports."""
+    from moto.ssm.models import ssm_backends
+
+    from rollout.awslocal.site import ACCOUNT
+
+    found = next(c for c in ssm_backends[ACCOUNT][contract.region]._commands if c.command_id == command)
+    next(i for i in found.invocations if i["InstanceId"] == node)["Status"] = "Failed"
+
+
+def test_a_succeeded_check_in_counts_only_when_ssms_record_of_the_nodes_command_agrees() -> None:
+    """Any node of a site can write any device's check-in: one compromised device could report its
+    neighbours healthy. The gate takes SSM's own status of each device's kitting command as the witness."""
+    devices, contracts = provisioned(60)
+    honest, forged, unknown, failed = [d for d in devices if d.site == "tokyo"][:4]
+    aws = backend(contracts)
+    refs = {r.device_id: r.ref for r in aws.migrate("op-1", "canary", [honest, forged, unknown, failed], {}, NOW)}
+    fail_on_node(contracts["tokyo"], refs[forged.device_id], dict(forged.attributes)["instance_id"])
+    ddb = boto3.client("dynamodb", region_name="ap-northeast-1")
+    at = "2027-01-12T10:00:00Z"
+    for item in (checkin(honest.device_id, 0, at), checkin(forged.device_id, 0, at), checkin(unknown.device_id, 0, at),
+                 checkin(failed.device_id, 0, at, status="failed", failed="disk_encrypted")):
+        ddb.put_item(TableName=contracts["tokyo"].checkin_table_name, Item=item)
+    del refs[unknown.device_id]  # no kitting command known for it: nothing to corroborate with
+    signals = aws.read_signals("zt-2027", "canary", [honest, forged, unknown, failed], NOW + dt.timedelta(hours=2),
+                               refs=refs)
+    assert signals.reports[honest.device_id].checks == {"kitting": True, "ztna": True, "signin": True, "app": True}
+    assert signals.reports[forged.device_id].checks == {"kitting": False}
+    assert unknown.device_id not in signals.reports
+    assert signals.reports[failed.device_id].checks["kitting"] is False  # a failure is taken as reported
+    assert [e for e in signals.errors if forged.device_id in e] == [
+        f"site tokyo: {forged.device_id}'s check-in says its kitting succeeded, but SSM says command "
+        f"{refs[forged.device_id]} ended Failed on node {dict(forged.attributes)['instance_id']}: the check-in is "
+        "not trusted"]
+    aws.close()
+
+
 def test_signals_name_a_site_whose_alarm_is_missing() -> None:
     devices, contracts = provisioned(40)
     boto3.client("cloudwatch", region_name="ap-northeast-1").delete_alarms(
         AlarmNames=[contracts["tokyo"].kitting_failure_alarm_name])
     aws = backend(contracts)
     signals = aws.read_signals("zt-2027", "canary", [d for d in devices if d.site == "tokyo"], NOW)
-    assert signals.errors == (f"site tokyo: alarm {contracts['tokyo'].kitting_failure_alarm_name} does not exist "
-                              "(run `pulumi up` for it)",)
+    assert signals.errors == (f"site tokyo: alarm {contracts['tokyo'].kitting_failure_alarm_name} does not exist in "
+                              "ap-northeast-1 (run `pulumi up` for it)",)
     aws.close()
 
 
@@ -261,6 +299,37 @@ def test_the_backend_calls_only_what_the_orchestrator_role_grants() -> None:
             "cloudwatch:DescribeAlarms", "identitystore:DeleteGroupMembership", "sts:AssumeRole"} <= called
     assert called <= required_actions() | set(OPERATOR_ACTIONS)
     aws.close()
+
+
+def test_every_call_is_made_by_an_identity_the_stacks_policies_allow_to_make_it() -> None:
+    """Not only the action: the caller. A site's calls run as that site's orchestrator role, whose policy
+    names only that site's resources; the operator's own identity reads the contracts (from SSM, in each
+    region in turn) and assumes the roles. Sites that share a region (tokyo and fukuoka) must still each
+    be read with their own role."""
+    from dataclasses import replace
+
+    from rollout.backends.aws.contracts import resolve_contracts
+    from rollout.awslocal.site import ACCOUNT, CONTRACTS_SOURCE
+    from rollout.core.permissions import operator_policy, orchestrator_policy
+    from tests.aws_identity import OPERATOR, CallLog, denials, site_resources
+
+    devices, provisioned_contracts = provisioned(90)
+    log = CallLog()  # `--contracts ssm:...`: read with the operator's own identity, before any role
+    contracts = resolve_contracts(CONTRACTS_SOURCE, provisioned_contracts, ssm_client=log.client_factory("ssm"))
+    assert contracts == provisioned_contracts
+    assert len({c.region for c in contracts.values()}) < len(contracts), "two sites share a region"
+    aws = backend(contracts, session_factory=log.session)
+    results = aws.migrate("op-1", "canary", devices, {}, NOW)
+    aws.read_signals("zt-2027", "canary", devices, NOW, refs={r.device_id: r.ref for r in results})
+    aws.revert("op-2", "canary", devices, {r.device_id: r.steps_done for r in results}, NOW)
+    aws.close()
+    policies = {c.orchestrator_role_arn: [orchestrator_policy(site_resources(c, ACCOUNT))] for c in contracts.values()}
+    policies[OPERATOR] = [
+        operator_policy(replace(site_resources(c, ACCOUNT), orchestrator_role_arn=c.orchestrator_role_arn))
+        for c in contracts.values()]
+    tags = {dict(d.attributes)["instance_id"]: {"zt-rollout-site": d.site} for d in devices}
+    assert {c.identity for c in log.calls} == set(policies)
+    assert denials(log, policies, ACCOUNT, tags) == []
 
 
 def test_one_node_ssm_refuses_fails_only_its_own_device() -> None:

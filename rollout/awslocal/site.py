@@ -5,7 +5,8 @@ and rollback documents rendered by the stack's own code (``stacks.documents``), 
 the two alarms, the orchestrator role with the least-privilege policy from ``rollout.core.permissions``,
 and the contract as the SSM parameter ``/zt-rollout/<site>/contract``. The directory's users (which
 IAM Identity Center would sync from the company's IdP) are seeded straight into moto.
-Osaka lives in ap-northeast-3, like the real disaster-recovery data centre; the rest in Tokyo.
+Osaka lives in ap-northeast-3, like the real disaster-recovery data centre, with its Verified Access and
+sign-in alarm in IAM Identity Center's region, Tokyo; the rest in Tokyo.
 """
 
 from __future__ import annotations
@@ -102,11 +103,12 @@ def _provision_site(site: str, idc: Any) -> SiteContract:
         "site": site, "region": region, "siteKind": "head-office" if site == "tokyo" else "branch",
         "identityStoreId": IDENTITY_STORE, "identityCenterRegion": HOME_REGION, "vpcId": "vpc-0a11c0ffee0000001", "subnetIds": ["subnet-0a11c0ffee000001"],
         "legacyProxy": f"proxy.{site}.corp.example.jp:8080", "legacyVpnServer": f"vpn.{site}.corp.example.jp",
-        "agentBucket": f"zt-rollout-agents-{ACCOUNT}"})
+        "agentBucket": f"zt-rollout-agents-{ACCOUNT}", "browserExtensionId": "aaaabbbbccccddddeeeeffffgggghhhh"})
     for kind, render in (("kitting", render_kitting_document), ("rollback", render_rollback_document)):
         ssm.create_document(Name=f"zt-rollout-{site}-{kind}", DocumentType="Command", DocumentFormat="YAML",
                             Content=render(config, checkin_table_name=table))
-    alarms = [_alarm(session, site, region, what) for what in ("kitting-failures", "sign-in-failures")]
+    # The sign-in alarm watches Verified Access's logs, in IAM Identity Center's region like Verified Access.
+    alarms = [_alarm(session, site, region, "kitting-failures"), _alarm(session, site, HOME_REGION, "sign-in-failures")]
     contract = SiteContract(
         schema_version=SCHEMA_VERSION, site=site, region=region, identity_store_id=IDENTITY_STORE,
         identity_store_region=HOME_REGION,
@@ -140,7 +142,7 @@ def _role(session: boto3.session.Session, site: str, region: str, groups: dict[s
               ["Role"]["Arn"])
     resources = SiteResources("aws", region, ACCOUNT, site, IDENTITY_STORE, groups["pilot"], groups["migrated"],
                               f"zt-rollout-{site}-kitting", f"zt-rollout-{site}-rollback", table, tuple(alarms),
-                              contract_parameter_name(site))
+                              contract_parameter_name(site), verified_access_region=HOME_REGION)
     iam.put_role_policy(RoleName=name, PolicyName="zt-rollout-orchestrator",
                         PolicyDocument=json.dumps(orchestrator_policy(resources)))
     return arn

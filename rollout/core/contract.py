@@ -64,7 +64,8 @@ class SiteContract(BaseModel):
     region: str = Field(min_length=1, description="AWS region of every resource below.")
     identity_store_id: str = Field(min_length=1, description="IAM Identity Center identity store id (d-...).")
     identity_store_region: str = Field(
-        default="", description="IAM Identity Center's home region, where the identity store is ('': region)."
+        default="", description="IAM Identity Center's home region, where the identity store is, and with it the "
+        "site's Verified Access and sign-in alarm ('': region)."
     )
     pilot_group_id: str = Field(min_length=1, description="Identity store group of the site's pilot users.")
     migrated_group_id: str = Field(
@@ -86,9 +87,24 @@ class SiteContract(BaseModel):
         return self.identity_store_region or self.region
 
     @property
+    def verified_access_region(self) -> str:
+        """Where the site's Verified Access is, with its access logs and the sign-in alarm on them: IAM
+        Identity Center's home region (its trust provider must be there)."""
+        return self.identity_region
+
+    @property
     def alarm_names(self) -> tuple[str, ...]:
         """The site's alarms the triage gates read, kitting first."""
         return (self.kitting_failure_alarm_name, self.sign_in_failure_alarm_name)
+
+    @property
+    def alarm_regions(self) -> dict[str, tuple[str, ...]]:
+        """The site's alarms by region: kitting in the site's region, sign-in in Verified Access's."""
+        regions: dict[str, tuple[str, ...]] = {}
+        for region, name in ((self.region, self.kitting_failure_alarm_name),
+                             (self.verified_access_region, self.sign_in_failure_alarm_name)):
+            regions[region] = regions.get(region, ()) + (name,)
+        return regions
 
 
 #: The stack output names, in declaration order; the stack exports exactly these.
@@ -207,7 +223,8 @@ class CheckIn(BaseModel):
 #: Which of the kitting document's health checks (names in ``failed_checks``) stand for which of
 #: the gates' signals. A failed check the table does not know counts against ``kitting``.
 CHECK_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
-    "kitting": ("aws_cli_present", "edr_agent_running", "disk_encrypted"),
+    "kitting": ("aws_cli_present", "edr_agent_running", "disk_encrypted", "steps_completed",
+                "native_messaging_host_installed", "browser_extension_forced"),
     "ztna": ("ztna_agent_running",),
     "signin": ("signin_portal_reachable",),
     "app": ("private_apps_reachable",),

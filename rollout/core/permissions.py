@@ -23,7 +23,15 @@ run time are granted more widely. Resource ARN formats (Service Authorization Re
 - SSM parameter ``arn:${Partition}:ssm:${Region}:${Account}:parameter/${Name}`` (a name that
   starts with ``/`` loses that slash in the ARN).
 - DynamoDB table ``arn:${Partition}:dynamodb:${Region}:${Account}:table/${TableName}``.
-- CloudWatch alarm ``arn:${Partition}:cloudwatch:${Region}:${Account}:alarm:${AlarmName}``.
+- CloudWatch alarm ``arn:${Partition}:cloudwatch:${Region}:${Account}:alarm:${AlarmName}``: the
+  kitting alarm in the site's region, the sign-in alarm in Verified Access's (IAM Identity Center's).
+- IAM role ``arn:${Partition}:iam::${Account}:role/${RoleName}`` (``sts:AssumeRole``).
+
+The operator's (or CI's) own identity needs :data:`OPERATOR_GRANTS` for each site: reading the
+site's contract (``--contracts ssm`` does that before any role is assumed: the contract names the
+role) and assuming the site's orchestrator role. Each site's stack creates them as the managed policy
+``zt-rollout-<site>-operator`` (:func:`operator_policy`), to attach to the people and CI that run
+the orchestrator.
 
 This module is pure (standard library only) so the orchestrator and the tests import it freely.
 """
@@ -48,6 +56,8 @@ class Scope(StrEnum):
     CONTRACT_PARAMETER = "contract-parameter"
     CHECKIN_TABLE = "checkin-table"
     SITE_ALARMS = "site-alarms"
+    ORCHESTRATOR_ROLE = "orchestrator-role"
+    CONTRACT_PARAMETER_ANY_REGION = "contract-parameter-any-region"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,8 @@ class SiteResources:
     checkin_table_name: str
     alarm_names: tuple[str, ...]
     contract_parameter_name: str
+    orchestrator_role_arn: str = ""  # needed by the operator's grants only
+    verified_access_region: str = ""  # where the sign-in alarm is ('': region)
 
 
 def required_actions(grants: Iterable[Grant] = ORCHESTRATOR_GRANTS) -> frozenset[str]:
@@ -142,7 +154,18 @@ def scope_resources(scope: Scope, site: SiteResources) -> tuple[str, ...]:
         return (f"arn:{p}:ssm:{region}:{account}:parameter/{site.contract_parameter_name.lstrip('/')}",)
     if scope is Scope.CHECKIN_TABLE:
         return (f"arn:{p}:dynamodb:{region}:{account}:table/{site.checkin_table_name}",)
-    return tuple(f"arn:{p}:cloudwatch:{region}:{account}:alarm:{name}" for name in site.alarm_names)
+    if scope is Scope.CONTRACT_PARAMETER_ANY_REGION:
+        # `--contracts ssm:REGION,REGION` looks for the parameter in each region in turn: a region
+        # without it must answer ParameterNotFound, not AccessDenied. Read-only, one parameter name.
+        return (f"arn:{p}:ssm:*:{account}:parameter/{site.contract_parameter_name.lstrip('/')}",)
+    if scope is Scope.ORCHESTRATOR_ROLE:
+        if not site.orchestrator_role_arn:
+            raise ValueError(f"site {site.site}: the orchestrator role's ARN is needed for the operator's grants")
+        return (site.orchestrator_role_arn,)
+    # (kitting, sign-in): the sign-in alarm watches Verified Access's logs, in Verified Access's region.
+    regions = (region, site.verified_access_region or region)
+    return tuple(f"arn:{p}:cloudwatch:{r}:{account}:alarm:{name}"
+                 for r, name in zip(regions, site.alarm_names, strict=True))
 
 
 def scope_condition(scope: Scope, site: SiteResources) -> dict[str, Any] | None:
@@ -153,7 +176,8 @@ def scope_condition(scope: Scope, site: SiteResources) -> dict[str, Any] | None:
 
 
 def orchestrator_policy(site: SiteResources, grants: Iterable[Grant] = ORCHESTRATOR_GRANTS) -> dict[str, Any]:
-    """Build the orchestrator's IAM policy document for ``site``: one Allow statement per grant."""
+    """Build the orchestrator's IAM policy document for ``site``: one Allow statement per grant
+    (:func:`operator_policy` with :data:`OPERATOR_GRANTS` builds the operator's)."""
     statements: list[dict[str, Any]] = []
     for grant in grants:
         statement: dict[str, Any] = {
@@ -177,6 +201,15 @@ STATE_STORE_ACTIONS: Final[tuple[str, ...]] = (
 )
 STATE_STORE_INIT_ACTIONS: Final[tuple[str, ...]] = ("dynamodb:CreateTable", "dynamodb:UpdateContinuousBackups",
                                                    "dynamodb:TagResource")
-#: What the operator's own identity needs to act as each site's orchestrator role.
-OPERATOR_ACTIONS: Final[tuple[str, ...]] = ("sts:AssumeRole",)
+#: What the operator's own identity needs for each site: read its contract, act as its orchestrator role.
+OPERATOR_GRANTS: Final[tuple[Grant, ...]] = (
+    Grant("ReadSiteContract", ("ssm:GetParameter",), Scope.CONTRACT_PARAMETER_ANY_REGION, writes=False),
+    Grant("ActAsSiteOrchestrator", ("sts:AssumeRole",), Scope.ORCHESTRATOR_ROLE, writes=False),
+)
+OPERATOR_ACTIONS: Final[tuple[str, ...]] = tuple(sorted(required_actions(OPERATOR_GRANTS)))
+
+
+def operator_policy(site: SiteResources) -> dict[str, Any]:
+    """The operator's IAM policy document for ``site`` (``site.orchestrator_role_arn`` must be set)."""
+    return orchestrator_policy(site, OPERATOR_GRANTS)
 

@@ -16,6 +16,7 @@ BASE: dict[str, Any] = {
     "legacyProxy": "proxy.sendai.corp.example.jp:8080",
     "legacyVpnServer": "vpn.sendai.corp.example.jp",
     "agentBucket": "zt-rollout-agents-111122223333",
+    "browserExtensionId": "aaaabbbbccccddddeeeeffffgggghhhh",
 }
 
 

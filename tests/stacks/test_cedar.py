@@ -23,8 +23,12 @@ def decide(policy: str, context: dict[str, Any]) -> cedarpy.Decision:
     return result.decision
 
 
-def idc(*groups: str) -> dict[str, Any]:
-    return {"groups": {g: {"group_name": "x"} for g in groups}, "user": {"user_id": "u-1"}}
+def idc(*groups: str, verified: bool | None = True) -> dict[str, Any]:
+    """IAM Identity Center trust data as the Verified Access guide documents it (verified=None: no email)."""
+    user: dict[str, Any] = {"user_id": "u-1", "user_name": "hanako"}
+    if verified is not None:
+        user["email"] = {"address": "hanako@example.co.jp", "verified": verified}
+    return {"groups": {g: {"group_name": "x"} for g in groups}, "user": user}
 
 
 CROWDSTRIKE = render_group_policy(make_site_config(minPostureScore=60), migrated_group_id=MIGRATED)
@@ -41,9 +45,12 @@ CROWDSTRIKE = render_group_policy(make_site_config(minPostureScore=60), migrated
         ({"idc": idc(MIGRATED), "crowdstrike": {}}, False),
         ({"crowdstrike": {"assessment": {"overall": 99}}}, False),
         ({}, False),
+        ({"idc": idc(MIGRATED, verified=False), "crowdstrike": {"assessment": {"overall": 90}}}, False),
+        ({"idc": idc(MIGRATED, verified=None), "crowdstrike": {"assessment": {"overall": 90}}}, False),
     ],
     ids=["member-good-posture", "member-at-threshold", "non-member", "member-failing-posture",
-         "no-device-provider", "device-without-assessment", "no-user-provider", "empty-context"],
+         "no-device-provider", "device-without-assessment", "no-user-provider", "empty-context",
+         "member-with-unverified-email", "member-without-email"],
 )
 def test_crowdstrike_policy(context: dict[str, Any], allowed: bool) -> None:
     expected = cedarpy.Decision.Allow if allowed else cedarpy.Decision.Deny

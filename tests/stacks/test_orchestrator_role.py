@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rollout.core.contract import DEVICE_SITE_TAG_KEY
+from rollout.core.contract import DEVICE_SITE_TAG_KEY, load_contract
 from rollout.core.permissions import (
+    OPERATOR_ACTIONS,
     ORCHESTRATOR_GRANTS,
+    operator_policy,
+    orchestrator_policy,
     required_actions,
     write_actions,
 )
+from tests.aws_identity import site_resources
 
 from .conftest import ACCOUNT_ID, ProgramRun
 
@@ -95,3 +99,29 @@ def test_role_is_assumable_by_the_account_by_default(site_run: tuple[str, Progra
     trust = json.loads(role.inputs["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"AWS": [f"arn:aws:iam::{ACCOUNT_ID}:root"]}
     assert role.inputs["name"] == run.outputs["orchestrator_role_arn"].rsplit("/", 1)[1]
+
+
+def test_policy_is_the_one_built_from_the_sites_contract(site_run: tuple[str, ProgramRun]) -> None:
+    """The names the stack grants on are the ones it publishes, so a policy rebuilt from the contract
+    (as the caller-identity test of the AWS backend does) is the deployed policy."""
+    site, run = site_run
+    policy = next(p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["name"] == "zt-rollout-orchestrator")
+    contract = load_contract(run.outputs, site=site)
+    assert json.loads(policy.inputs["policy"]) == orchestrator_policy(site_resources(contract, ACCOUNT_ID))
+
+
+def test_operator_policy_reads_the_contract_and_assumes_this_sites_role_only(site_run: tuple[str, ProgramRun]) -> None:
+    site, run = site_run
+    policy = run.one("aws:iam/policy:Policy").inputs
+    assert policy["name"] == f"zt-rollout-{site}-operator"
+    statements = json.loads(policy["policy"])["Statement"]
+    assert {a for s in statements for a in as_list(s["Action"])} == set(OPERATOR_ACTIONS) \
+        == {"ssm:GetParameter", "sts:AssumeRole"}
+    by_action = {a: s["Resource"] for s in statements for a in as_list(s["Action"])}
+    assert by_action["sts:AssumeRole"] == [run.outputs["orchestrator_role_arn"]]
+    assert by_action["ssm:GetParameter"] == [f"arn:aws:ssm:*:{ACCOUNT_ID}:parameter/zt-rollout/{site}/contract"]
+    contract = load_contract(run.outputs, site=site)
+    from dataclasses import replace
+
+    assert json.loads(policy["policy"]) == operator_policy(
+        replace(site_resources(contract, ACCOUNT_ID), orchestrator_role_arn=contract.orchestrator_role_arn))

@@ -24,6 +24,7 @@ from stacks.config import SiteConfig
 from stacks.documents import render_kitting_document, render_rollback_document
 
 from .builders import make_site_config
+from .powershell import commands
 
 TABLE = "zt-rollout-sendai-checkins"
 REGION = "ap-northeast-1"
@@ -64,8 +65,8 @@ def test_moto_ssm_accepts_the_document(kind: str) -> None:
 def test_check_in_is_the_final_step_and_runs_even_after_a_failure(kind: str) -> None:
     steps = yaml.safe_load(render(kind))["mainSteps"]
     assert steps[-1]["name"] == "writeCheckIn"
-    assert steps[-1]["finallyStep"] is True
-    assert all(step.get("onFailure") == "exit" for step in steps[:-1])
+    assert steps[-1]["inputs"]["finallyStep"] is True  # the agent reads modifiers from inputs only
+    assert all(step["inputs"].get("onFailure") == "exit" for step in steps[:-1])
 
 
 def checkin_script(kind: str) -> str:
@@ -94,7 +95,9 @@ def test_every_placeholder_of_the_item_is_filled_on_the_device(kind: str) -> Non
     replaced = set(re.findall(r"\.Replace\('@@([A-Z_]+)@@'", script))
     assert tokens == replaced
     assert "'{{ rolloutWave }}'" in script and "'{{ deviceMap }}'" in script
-    assert "$env:AWS_SSM_INSTANCE_ID" in script, "each node finds its own device id in the map"
+    # The agent puts its node's id in AWS_SSM_INSTANCE_ID for every script it runs (aws/amazon-ssm-agent:
+    # agent/executers/executers.go, prepareEnvironment): each node finds its own device id in the map with it.
+    assert "$env:AWS_SSM_INSTANCE_ID" in script
 
 
 @pytest.mark.parametrize(("kind", "status", "failed"), [
@@ -152,3 +155,45 @@ def test_rollback_restores_the_sites_legacy_proxy_and_vpn() -> None:
     document = render("rollback", make_site_config(legacyVpnProfile="Sendai VPN"))
     assert "-Value 'proxy.sendai.corp.example.jp:8080'" in document
     assert "Add-VpnConnection -Name 'Sendai VPN' -ServerAddress 'vpn.sendai.corp.example.jp'" in document
+
+
+PROXY_VALUES = {"ProxyEnable", "ProxyServer", "ProxyOverride"}
+VARIANTS = {"kitting-retire": ("kitting", make_site_config(closedNetwork=False)),
+            "kitting-keep": ("kitting", make_site_config(closedNetwork=True)),
+            "rollback": ("rollback", make_site_config())}
+
+
+def step_scripts(variant: str) -> dict[str, str]:
+    kind, config = VARIANTS[variant]
+    document = yaml.safe_load(render(kind, config))
+    return {step["name"]: "\n".join(step["inputs"]["runCommand"]) for step in document["mainSteps"]}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_no_script_uses_the_current_users_hive_which_under_run_command_is_systems(variant: str) -> None:
+    """The SSM Agent's Windows service runs as NT AUTHORITY\\SYSTEM (aws/amazon-ssm-agent:
+    agent/cli/diagnosticsutil/diagnosticsutil_windows.go, ExpectedServiceRunningUser), and Run Command
+    scripts run as the agent: HKCU there is SYSTEM's hive, not the signed-in user's."""
+    for name, text in step_scripts(variant).items():
+        code = "\n".join(line for line in text.upper().splitlines() if not line.strip().startswith("#"))
+        assert "HKCU" not in code and "HKEY_CURRENT_USER" not in code, name
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_proxy_settings_are_written_and_read_back_in_every_user_profile(variant: str) -> None:
+    touched = 0
+    for name, text in step_scripts(variant).items():
+        calls = commands(text)
+        proxy = [c for c in calls if c.named.get("Name") in PROXY_VALUES or
+                 (c.name == "Get-ItemProperty" and c.named.get("Path") == "$internet")]
+        if not proxy:
+            continue
+        touched += 1
+        every_user = [c for c in calls if c.name == "Invoke-InEveryUserHive"]
+        assert every_user, f"{name} touches proxy settings outside Invoke-InEveryUserHive"
+        for call in proxy:
+            assert call.named.get("Path") == "$internet", (name, call)
+            assert any(outer.encloses(call) for outer in every_user), (name, call.name, call.named)
+        assert "ProfileList" in text
+        assert "Registry::HKEY_USERS\\$key\\Software\\Microsoft\\Windows\\CurrentVersion\\Internet Settings" in text
+    assert touched == (2 if variant == "rollback" else 1), "the proxy is set (and, in rollback, checked) somewhere"

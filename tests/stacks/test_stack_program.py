@@ -60,12 +60,15 @@ def test_groups_live_in_identity_centers_home_region_when_the_site_is_elsewhere(
 
 
 def test_device_trust_provider_follows_config() -> None:
-    config = stack_config("osaka")
-    run = run_program("osaka", config)
+    config = {**stack_config("fukuoka"), "zt-rollout:deviceTrustProvider": "jumpcloud",
+              "zt-rollout:deviceTrustTenantId": "fukuoka-org-1"}
+    run = run_program("fukuoka", config)
     device = next(p.inputs for p in run.of_type(TRUST_PROVIDER) if p.inputs["trustProviderType"] == "device")
-    assert device["deviceTrustProviderType"] == "jamf"
-    assert device["policyReferenceName"] == "jamf"
-    assert device["deviceOptions"] == {"tenantId": "osaka-dr.jamfcloud.example"}
+    assert device["deviceTrustProviderType"] == "jumpcloud"
+    assert device["policyReferenceName"] == "jumpcloud"
+    assert device["deviceOptions"] == {"tenantId": "fukuoka-org-1"}
+    assert "'jumpcloud-agent.msi'" in next(d.inputs["content"] for d in run.of_type("aws:ssm/document:Document")
+                                           if d.inputs["name"].endswith("-kitting"))
 
 
 def test_checkin_table_has_contract_keys_ttl_and_point_in_time_recovery(site_run: tuple[str, ProgramRun]) -> None:
@@ -168,3 +171,23 @@ def test_broken_site_config_fails_with_the_key_and_the_stack(change: dict[str, s
     assert message.startswith("stack 'fukuoka': ")
     assert expected in message
     assert "Pulumi.fukuoka.yaml" in message
+
+
+def test_device_role_serves_only_this_accounts_activations_and_reads_only_its_tokens(
+        site_run: tuple[str, ProgramRun]) -> None:
+    """The hybrid service role's confused-deputy conditions, as the Systems Manager User Guide writes them
+    (aws:SourceAccount, aws:SourceArn of the account's SSM in the region), and no account wildcard."""
+    from .conftest import ACCOUNT_ID
+
+    site, run = site_run
+    region = run.outputs["region"]
+    role = next(r for r in run.of_type("aws:iam/role:Role") if r.inputs["name"] == f"zt-rollout-{site}-device")
+    (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert trust["Principal"] == {"Service": "ssm.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID},
+                                  "ArnEquals": {"aws:SourceArn": f"arn:aws:ssm:{region}:{ACCOUNT_ID}:*"}}
+    policy = next(p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["name"] == "zt-rollout-device")
+    statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
+    assert statements["ReadEnrollmentTokens"]["Resource"] == [
+        f"arn:aws:ssm:{region}:{ACCOUNT_ID}:parameter/zt-rollout/{site}/*-enrollment-token"]
+    assert all(":*:" not in r for s in statements.values() for r in s["Resource"])

@@ -2,7 +2,8 @@
 
 - A site's calls run as its ``orchestrator_role_arn`` (from the contract) when ``assume_role`` is
   on: credentials from STS AssumeRole, refreshed before they expire. The operator's own identity
-  needs only ``sts:AssumeRole`` on those roles.
+  needs ``sts:AssumeRole`` on those roles, and ``ssm:GetParameter`` on their contracts for
+  ``--contracts ssm`` (``rollout.core.permissions.OPERATOR_GRANTS``).
 - Every client retries in botocore's standard mode with ``total_max_attempts`` attempts in all,
   except the one that sends SSM commands: SendCommand has no idempotency token, so it gets one
   attempt and ``rollout.backends.aws.calls`` decides (looking before sending again).
@@ -63,6 +64,7 @@ class SiteClients:
     dynamodb: Any
     cloudwatch: Any
     who: str
+    cloudwatch_by_region: dict[str, Any]  # the site's region and Verified Access's (the sign-in alarm)
 
 
 class Clients:
@@ -92,9 +94,10 @@ class Clients:
         def make(service: str, config: Config, region: str = contract.region) -> Any:
             return session.client(service, region_name=region, config=config)  # type: ignore[call-overload]
 
+        cloudwatch = {region: make("cloudwatch", retrying, region) for region in contract.alarm_regions}
         return SiteClients(contract, make("identitystore", retrying, contract.identity_region), make("ssm", retrying),
                            make("ssm", once),
-                           make("dynamodb", retrying), make("cloudwatch", retrying), who)
+                           make("dynamodb", retrying), cloudwatch[contract.region], who, cloudwatch)
 
     def _assumed(self, base: boto3.session.Session, contract: SiteContract) -> boto3.session.Session:
         sts = base.client("sts", region_name=contract.region, config=client_config(self.settings, retries=True))

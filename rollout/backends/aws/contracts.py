@@ -73,7 +73,8 @@ def _from_ssm(site: str, regions: list[str | None], ssm_client: Callable[[str | 
     caller = Caller(deadline=60)
     for region in regions:
         try:
-            answer = caller.call(ssm_client(region), "GetParameter", who="the orchestrator's identity", Name=name)
+            answer = caller.call(ssm_client(region), "GetParameter", Name=name,
+                                 who=f"your own identity (policy zt-rollout-{site}-operator, from the site's stack)")
         except NoRegionError:
             raise ContractError(f"contract for site {site!r} (SSM {name}): no AWS region; give --contracts "
                                 "ssm:REGION or set AWS_REGION.") from None
