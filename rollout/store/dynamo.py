@@ -93,6 +93,12 @@ MAX_ATTEMPTS = 60
 log = logging.getLogger("rollout.store")
 
 
+def event_of(row: dict[str, Any]) -> Event:
+    """An audit event from its row (or its entry in a commit record)."""
+    return Event(int(row["seq"]), row["at"], row["actor"], row["kind"], json.loads(row["data"]), row["prev_hash"],
+                 row["hash"])
+
+
 class DynamoStore:
     """The DynamoDB implementation of ``rollout.store.api.StateStore``."""
 
@@ -161,11 +167,17 @@ class DynamoStore:
         self._heads[rollout_id] = (time.monotonic(), head)
         return replica
 
-    def _apply_pending(self, rollout_id: str, head: dict[str, Any]) -> None:
-        """Materialize HEAD's commit, which its writer committed but has not applied (yet, or ever)."""
+    def _apply_pending(self, rollout_id: str, head: dict[str, Any]) -> dict[str, Any]:
+        """Materialize HEAD's commit, which its writer committed but has not applied (yet, or ever);
+        returns its record. A failure leaves it to the next reader: reads do not need it (a replica
+        catches up from the records), and a write cannot commit until it is applied."""
         (record,) = read_records(self, rollout_id, head, int(head["seq"]))
-        materialize(self, rollout_id, record, int(head["buckets"]), None)
+        try:
+            materialize(self, rollout_id, record, int(head["buckets"]), None)
+        except (ClientError, BotoCoreError) as err:
+            log.debug("rollout %s: commit %s left for the next reader to apply: %s", rollout_id, record["seq"], err)
         self.checkpoint("store_materialized")
+        return record
 
     def _load(self, rollout_id: str, head: dict[str, Any]) -> Replica:
         """Every row of the rollout, as of HEAD's ``applied`` (the rows hold every commit up to it, and
@@ -346,9 +358,7 @@ class DynamoStore:
     def _events_between(self, rollout_id: str, first: int, last: int) -> Iterator[Event]:
         for item in query_all(self.client, self.table, self.pk(rollout_id),
                               between=(f"EVENT#{first:09d}", f"EVENT#{last:09d}")):
-            row = unpack(item)
-            yield Event(int(row["seq"]), row["at"], row["actor"], row["kind"], json.loads(row["data"]),
-                        row["prev_hash"], row["hash"])
+            yield event_of(unpack(item))
 
     def audit_head(self, rollout_id: str) -> tuple[int, str]:
         head = self.replica(rollout_id).head
@@ -361,11 +371,14 @@ class DynamoStore:
         after the HEAD read (a second HEAD read names them: they are left to the next verify) or
         written outside zt-rollout, which breaks the chain."""
         head = self.head(rollout_id)
-        if int(head["applied"]) < int(head["seq"]):
-            self._apply_pending(rollout_id, head)
+        pending = self._apply_pending(rollout_id, head) if int(head["applied"]) < int(head["seq"]) else None
         count, head_hash = int(head["event_count"]), str(head["head_hash"])
         self.checkpoint("store_audit_head")
         events = list(self._events_between(rollout_id, 1, count))
+        if pending is not None:  # its events from its record, if writing them as rows failed
+            have = {e.seq for e in events}
+            events = sorted(events + [event_of(r) for r in pending["events"] if int(r["seq"]) not in have],
+                            key=lambda e: e.seq)
         tail = list(self._events_between(rollout_id, count + 1, 10**9 - 1))
         if tail:
             committed = int(self.head(rollout_id)["event_count"])
@@ -373,7 +386,13 @@ class DynamoStore:
         return verify_chain(events, count, head_hash)
 
     def last_event_time(self, rollout_id: str) -> dt.datetime:
-        count, _ = self.audit_head(rollout_id)
+        head = self.replica(rollout_id).head
+        count = int(head["event_count"])
         got = self.client.get_item(TableName=self.table, ConsistentRead=True,
                                    Key={"pk": {"S": self.pk(rollout_id)}, "sk": {"S": f"EVENT#{count:09d}"}})
-        return dt.datetime.fromisoformat(from_item(got["Item"])["at"])
+        if "Item" in got:
+            return dt.datetime.fromisoformat(from_item(got["Item"])["at"])
+        # its commit is not applied yet (applying it failed): the event is in the commit's record
+        records = read_records(self, rollout_id, head, int(head["applied"]) + 1)
+        (event,) = [e for r in records for e in r["events"] if int(e["seq"]) == count]
+        return dt.datetime.fromisoformat(str(event["at"]))
