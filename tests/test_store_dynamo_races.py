@@ -211,3 +211,22 @@ def test_an_acquire_built_before_a_renewal_wins_but_the_old_driver_writes_nothin
     assert holder is not None and holder.holder == "driver-b"
     fences = [e.data["fence"] for e in after.events(rid) if e.kind == "lease.acquired"]
     assert fences == sorted(set(fences)) == [lease.fence.number, taken.fence.number]
+
+
+def test_a_reader_that_cannot_apply_a_pending_commit_still_reads_it(dynamodb_table: str) -> None:
+    """A writer died after its commit point, and this reader's own row writes fail too: it still
+    sees the commit (from its record), its last event's time, and a log that verifies."""
+    rid, _ = started(dynamodb_table)
+    dying = dynamo(dynamodb_table)
+    dying.checkpoint = killed_after_commit
+    with pytest.raises(Killed):
+        add_issue(dying, rid, "pending", "site=tokyo", "minor", "operator-b", T0.replace(hour=11))
+    reader = dynamo(dynamodb_table)
+    failed = fail_row_writes(reader)
+    assert [i.title for i in reader.issues(rid)] == ["pending"]
+    assert reader.last_event_time(rid) == T0.replace(hour=11)
+    report = reader.verify_audit(rid)
+    assert report.ok and report.events == 2, report.problem
+    assert failed, "the fault was not injected"
+    head = reader.head(rid)
+    assert head["applied"] < head["seq"]  # still left for the next reader

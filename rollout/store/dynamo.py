@@ -20,8 +20,9 @@ transaction holds at most 100 items):
    it twice is harmless, and a paused writer can never put an old row over a newer one (the ``seq``
    condition), because commit ``k+1`` is only accepted after ``k`` was applied completely.
 
-Each store instance keeps a replica of the rollout's rows, brought up to date from the commit
-records since the seq it last saw, so reads cost one GetItem of HEAD and compare-and-set is checked
+Each store instance keeps a replica of the rollout's rows, loaded as of HEAD's ``applied`` (never
+``seq``: the rows may not hold that commit yet) and brought up to date from the commit records
+since the seq it last saw, so reads cost one GetItem of HEAD and compare-and-set is checked
 against the state as of ``seq``. The commit path is in ``rollout.store.dynamo_io``,
 creation, export and import in ``rollout.store.dynamo_create``.
 """
