@@ -367,8 +367,8 @@ class DynamoStore:
 
     def verify_audit(self, rollout_id: str) -> AuditReport:
         """The chain as of one HEAD, read fresh: its events and nothing after them, whoever writes
-        meanwhile. A commit HEAD names but its writer has not applied is applied first, so every
-        event up to HEAD's count is a row. Events past that count are either commits that landed
+        meanwhile. A commit HEAD names but its writer has not applied is applied first (its events
+        come from its record if that fails). Events past HEAD's count are either commits that landed
         after the HEAD read (a second HEAD read names them: they are left to the next verify) or
         written outside zt-rollout, which breaks the chain."""
         head = self.head(rollout_id)
