@@ -20,8 +20,9 @@ transaction holds at most 100 items):
    it twice is harmless, and a paused writer can never put an old row over a newer one (the ``seq``
    condition), because commit ``k+1`` is only accepted after ``k`` was applied completely.
 
-Each store instance keeps a replica of the rollout's rows, brought up to date from the commit
-records since the seq it last saw, so reads cost one GetItem of HEAD and compare-and-set is checked
+Each store instance keeps a replica of the rollout's rows, loaded as of HEAD's ``applied`` (never
+``seq``: the rows may not hold that commit yet) and brought up to date from the commit records
+since the seq it last saw, so reads cost one GetItem of HEAD and compare-and-set is checked
 against the state as of ``seq``. The commit path is in ``rollout.store.dynamo_io``,
 creation, export and import in ``rollout.store.dynamo_create``.
 """
@@ -30,13 +31,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from rollout.core.audit import AuditReport, Event, verify_chain
 from rollout.core.device import Device, parse_record
@@ -49,6 +51,7 @@ from rollout.core.model import (
     WaveState,
 )
 from rollout.errors import InputError, NotFoundError
+from rollout.faults import FaultSwitch
 from rollout.store.api import (
     Build,
     Changes,
@@ -88,6 +91,13 @@ from rollout.store.rows import (
 )
 
 MAX_ATTEMPTS = 60
+log = logging.getLogger("rollout.store")
+
+
+def event_of(row: dict[str, Any]) -> Event:
+    """An audit event from its row (or its entry in a commit record)."""
+    return Event(int(row["seq"]), row["at"], row["actor"], row["kind"], json.loads(row["data"]), row["prev_hash"],
+                 row["hash"])
 
 
 class DynamoStore:
@@ -100,6 +110,11 @@ class DynamoStore:
         self.location = f"dynamodb://{table}" + (f"?region={region}" if region else "")
         self._replicas: dict[str, Replica] = {}
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="zt-state")
+        #: Called at ``store_committed`` (after this store's commit point, before its rows are written),
+        #: ``store_materialized`` (after applying another writer's commit, before HEAD is read again) and
+        #: ``store_audit_head`` (after ``verify_audit`` read HEAD): tests run other stores in these gaps,
+        #: ``ROLLOUT_FAULT_KILL_AT=store_committed:N`` kills the process there.
+        self.checkpoint: Callable[[str], None] = FaultSwitch()
         try:
             client.describe_table(TableName=table)
         except ClientError as err:
@@ -138,9 +153,8 @@ class DynamoStore:
             return self._replicas[rollout_id]
         head = self.head(rollout_id)
         if int(head["applied"]) < int(head["seq"]):
-            (record,) = read_records(self, rollout_id, head, int(head["seq"]))
-            materialize(self, rollout_id, record, int(head["buckets"]), None)
-            head = self.head(rollout_id)
+            self._apply_pending(rollout_id, head)
+            head = self.head(rollout_id)  # another commit may have landed since, its rows not yet written
         replica = self._replicas.get(rollout_id)
         if replica is None:
             replica = self._load(rollout_id, head)
@@ -154,9 +168,24 @@ class DynamoStore:
         self._heads[rollout_id] = (time.monotonic(), head)
         return replica
 
+    def _apply_pending(self, rollout_id: str, head: dict[str, Any]) -> dict[str, Any]:
+        """Materialize HEAD's commit, which its writer committed but has not applied (yet, or ever);
+        returns its record. A failure leaves it to the next reader: reads do not need it (a replica
+        catches up from the records), and a write cannot commit until it is applied."""
+        (record,) = read_records(self, rollout_id, head, int(head["seq"]))
+        try:
+            materialize(self, rollout_id, record, int(head["buckets"]), None)
+        except (ClientError, BotoCoreError) as err:
+            log.debug("rollout %s: commit %s left for the next reader to apply: %s", rollout_id, record["seq"], err)
+        self.checkpoint("store_materialized")
+        return record
+
     def _load(self, rollout_id: str, head: dict[str, Any]) -> Replica:
-        """Every row of the rollout; rows a concurrent commit already rewrote keep their newer seq."""
-        replica = Replica(head, int(head["seq"]))
+        """Every row of the rollout, as of HEAD's ``applied`` (the rows hold every commit up to it, and
+        maybe parts of the next), then the commit records after it; rows a concurrent commit already
+        rewrote keep their newer seq. Never as of ``seq``: a commit past ``applied`` may not be in the
+        rows yet, and the catch-up below would never look at it again."""
+        replica = Replica(head, int(head["applied"]))
         pk = self.pk(rollout_id)
         for prefix, kind, key in (("WAVE#", "waves", "idx"), ("APPR#", "approvals", ""), ("ISSUE#", "issues", "id"),
                                   ("DEC#", "decisions", ""), ("INTENT#", "intents", "op_id")):
@@ -205,13 +234,25 @@ class DynamoStore:
                 if plan.record is not None:
                     apply_record(replica, plan.record)
                     replica.seq = plan.seq
-                    materialize(self, rollout_id, plan.record, int(replica.head["buckets"]), replica.bucket_rows)
+                    self._apply_own(rollout_id, plan.record, replica)
                 return changes
             if fence is not None:
                 self._check_fence(rollout_id, self.head(rollout_id), fence)
             time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** attempt)))
         raise ConflictError(f"rollout {rollout_id}: {MAX_ATTEMPTS} writers raced this one in {self.location}; "
                             "nothing was written, try again.")
+
+    def _apply_own(self, rollout_id: str, record: dict[str, Any], replica: Replica) -> None:
+        """Phase 2 of this store's own commit. The commit point has passed: a failure here loses
+        nothing (the next reader, or this store's next write, applies the record), so it is reported
+        as what it is instead of an error that invites running the command again."""
+        self.checkpoint("store_committed")
+        try:
+            materialize(self, rollout_id, record, int(replica.head["buckets"]), replica.bucket_rows)
+        except (ClientError, BotoCoreError) as err:
+            log.warning("rollout %s: committed; rows will be applied by the next reader (commit %s in %s; "
+                        "writing its rows failed: %s). Nothing is lost: do not run the command again.",
+                        rollout_id, record["seq"], self.location, err)
 
     def _check_fence(self, rollout_id: str, head: dict[str, Any], fence: Fence) -> None:
         lease = lease_of(head)
@@ -313,31 +354,46 @@ class DynamoStore:
 
     def events(self, rollout_id: str) -> Iterator[Event]:
         """The audit log up to the head this store sees (an event being appended is not half-read)."""
-        count = int(self.replica(rollout_id).head["event_count"])
+        yield from self._events_between(rollout_id, 1, int(self.replica(rollout_id).head["event_count"]))
+
+    def _events_between(self, rollout_id: str, first: int, last: int) -> Iterator[Event]:
         for item in query_all(self.client, self.table, self.pk(rollout_id),
-                              between=(f"EVENT#{1:09d}", f"EVENT#{count:09d}")):
-            row = unpack(item)
-            yield Event(int(row["seq"]), row["at"], row["actor"], row["kind"], json.loads(row["data"]),
-                        row["prev_hash"], row["hash"])
+                              between=(f"EVENT#{first:09d}", f"EVENT#{last:09d}")):
+            yield event_of(unpack(item))
 
     def audit_head(self, rollout_id: str) -> tuple[int, str]:
         head = self.replica(rollout_id).head
         return int(head["event_count"]), str(head["head_hash"])
 
     def verify_audit(self, rollout_id: str) -> AuditReport:
-        """The chain up to HEAD, read fresh; an event past HEAD (written outside zt-rollout) breaks it too."""
-        self._heads.pop(rollout_id, None)
-        count, head_hash = self.audit_head(rollout_id)
-        events = list(self.events(rollout_id))
-        tail = list(query_all(self.client, self.table, self.pk(rollout_id),
-                              between=(f"EVENT#{count + 1:09d}", f"EVENT#{10**9 - 1:09d}")))
-        if tail:  # events past the head: someone wrote the log outside zt-rollout
-            events += [Event(int(r["seq"]), r["at"], r["actor"], r["kind"], json.loads(unpack(r)["data"]),
-                             r["prev_hash"], r["hash"]) for r in tail]
+        """The chain as of one HEAD, read fresh: its events and nothing after them, whoever writes
+        meanwhile. A commit HEAD names but its writer has not applied is applied first (its events
+        come from its record if that fails). Events past HEAD's count are either commits that landed
+        after the HEAD read (a second HEAD read names them: they are left to the next verify) or
+        written outside zt-rollout, which breaks the chain."""
+        head = self.head(rollout_id)
+        pending = self._apply_pending(rollout_id, head) if int(head["applied"]) < int(head["seq"]) else None
+        count, head_hash = int(head["event_count"]), str(head["head_hash"])
+        self.checkpoint("store_audit_head")
+        events = list(self._events_between(rollout_id, 1, count))
+        if pending is not None:  # its events from its record, if writing them as rows failed
+            have = {e.seq for e in events}
+            events = sorted(events + [event_of(r) for r in pending["events"] if int(r["seq"]) not in have],
+                            key=lambda e: e.seq)
+        tail = list(self._events_between(rollout_id, count + 1, 10**9 - 1))
+        if tail:
+            committed = int(self.head(rollout_id)["event_count"])
+            events += [e for e in tail if e.seq > committed]  # past every head: written outside zt-rollout
         return verify_chain(events, count, head_hash)
 
     def last_event_time(self, rollout_id: str) -> dt.datetime:
-        count, _ = self.audit_head(rollout_id)
+        head = self.replica(rollout_id).head
+        count = int(head["event_count"])
         got = self.client.get_item(TableName=self.table, ConsistentRead=True,
                                    Key={"pk": {"S": self.pk(rollout_id)}, "sk": {"S": f"EVENT#{count:09d}"}})
-        return dt.datetime.fromisoformat(from_item(got["Item"])["at"])
+        if "Item" in got:
+            return dt.datetime.fromisoformat(from_item(got["Item"])["at"])
+        # its commit is not applied yet (applying it failed): the event is in the commit's record
+        records = read_records(self, rollout_id, head, int(head["applied"]) + 1)
+        (event,) = [e for r in records for e in r["events"] if int(e["seq"]) == count]
+        return dt.datetime.fromisoformat(str(event["at"]))
