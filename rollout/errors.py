@@ -6,6 +6,7 @@
     |   +-- PolicyError           rollout policy file (lists every problem with its key path)
     |   +-- PlanFileError         a plan JSON file that cannot be read
     |   +-- InfeasiblePlanError   the policy's constraints cannot all be met by this fleet
+    |   +-- OutputError         an --out that would replace the state, an input, a device or a file without --force
     |   +-- SiteContractError     a site's contract (SSM parameter, stack output, file) is missing or incomplete
     |       +-- ContractError     the same, raised while reading one (also a ValueError, for pydantic validators)
     +-- NotFoundError             a device, wave or rollout named on the command line does not exist; exit 1
@@ -84,6 +85,11 @@ class PolicyError(ProblemsError):
 
 class PlanFileError(InputError):
     """A plan JSON file is missing, unreadable or not a zt-rollout plan."""
+
+
+class OutputError(InputError):
+    """An output path must not be written (the state, an input, a device, a folder, an existing file
+    without ``--force``); nothing was written."""
 
 
 class InfeasiblePlanError(ProblemsError):
