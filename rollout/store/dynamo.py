@@ -57,9 +57,11 @@ from rollout.store.api import (
     Intent,
     LeaseRow,
     RolloutDump,
+    SentNotice,
     StaleWriterError,
 )
 from rollout.store.dynamo_commit import plan_commit
+from rollout.store.dynamo_notices import dynamo_record, dynamo_sent
 from rollout.store.dynamo_create import create, export_rollout, import_rollout
 from rollout.store.dynamo_io import (
     PARTITIONS,
@@ -335,6 +337,12 @@ class DynamoStore:
             events += [Event(int(r["seq"]), r["at"], r["actor"], r["kind"], json.loads(unpack(r)["data"]),
                              r["prev_hash"], r["hash"]) for r in tail]
         return verify_chain(events, count, head_hash)
+
+    def notices_sent(self, rollout_id: str, wave: str, template_version: str) -> dict[str, SentNotice]:
+        return dynamo_sent(self.client, self.table, self.pk(rollout_id), wave, template_version)
+
+    def record_notice_sent(self, rollout_id: str, notice: SentNotice) -> None:
+        dynamo_record(self.client, self.table, self.pk(rollout_id), notice)
 
     def last_event_time(self, rollout_id: str) -> dt.datetime:
         count, _ = self.audit_head(rollout_id)

@@ -42,9 +42,11 @@ from rollout.store.api import (
     Intent,
     LeaseRow,
     RolloutDump,
+    SentNotice,
     StaleWriterError,
 )
 from rollout.store.locations import DEFAULT_STATE
+from rollout.store.notice_records import sqlite_record, sqlite_sent
 from rollout.store.rows import (
     DEVICE_PHASES,
     approval_from_row,
@@ -345,6 +347,13 @@ class SqliteStore:
 
     def import_rollout(self, dump: RolloutDump) -> None:
         import_rollout(self, dump)
+
+    def notices_sent(self, rollout_id: str, wave: str, template_version: str) -> dict[str, SentNotice]:
+        return sqlite_sent(self.db, rollout_id, wave, template_version)
+
+    def record_notice_sent(self, rollout_id: str, notice: SentNotice) -> None:
+        with self.write() as db:
+            sqlite_record(db, rollout_id, notice)
 
     def integrity_check(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
