@@ -6,7 +6,7 @@
     |   +-- PolicyError           rollout policy file (lists every problem with its key path)
     |   +-- PlanFileError         a plan JSON file that cannot be read
     |   +-- InfeasiblePlanError   the policy's constraints cannot all be met by this fleet
-    |   +-- OutputError         an --out that would replace the state, an input, a device or a file without --force
+    |   +-- OutputError           an --out over the state, an input, a device, or a file without --force
     |   +-- SiteContractError     a site's contract (SSM parameter, stack output, file) is missing or incomplete
     |       +-- ContractError     the same, raised while reading one (also a ValueError, for pydantic validators)
     +-- NotFoundError             a device, wave or rollout named on the command line does not exist; exit 1

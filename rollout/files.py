@@ -58,9 +58,23 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, mode: int | None = None
         if replace:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path)
+            _link_new(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` only if no file has it; on a filesystem without hard links, claim
+    the name with an exclusive create first, then rename over that empty claim."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE))
+    os.replace(tmp, path)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
