@@ -8,6 +8,7 @@
     |   +-- PlanFileError         a plan JSON file that cannot be read
     |   +-- InfeasiblePlanError   the policy's constraints cannot all be met by this fleet
     |   +-- StateFileError        the --state SQLite file is missing, read-only, not SQLite, damaged or on a full disk
+    |   +-- OutputError           an --out over the state, an input, a device, or a file without --force
     |   +-- SiteContractError     a site's contract (SSM parameter, stack output, file) is missing or incomplete
     |       +-- ContractError     the same, raised while reading one (also a ValueError, for pydantic validators)
     +-- NotFoundError             a device, wave or rollout named on the command line does not exist; exit 1
@@ -90,6 +91,11 @@ class ScenarioError(ProblemsError):
 
 class PlanFileError(InputError):
     """A plan JSON file is missing, unreadable or not a zt-rollout plan."""
+
+
+class OutputError(InputError):
+    """An output path must not be written (the state, an input, a device, a folder, an existing file
+    without ``--force``); nothing was written."""
 
 
 class InfeasiblePlanError(ProblemsError):

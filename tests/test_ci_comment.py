@@ -69,7 +69,7 @@ def test_cli_ci_comment(plans: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "comment.md"
     written = runner.invoke(cli, ["ci-comment", str(plans[0]), str(plans[1]), "--out", str(out)])
     assert written.exit_code == 0
-    assert written.output == f"Wrote {out} (plan-diff comment, {len(out.read_bytes()):,} bytes).\n"
+    assert written.output == f"Wrote {out} (plan-diff comment, {len(out.read_bytes()):,} bytes, readable by you only).\n"
     assert out.read_text(encoding="utf-8") == ci_comment_markdown(d)
     missing = runner.invoke(cli, ["ci-comment", str(tmp_path / "nope.json"), str(plans[1])])
     assert missing.exit_code == 2

@@ -169,7 +169,8 @@ def test_a_new_plan_voids_only_the_approvals_of_the_waves_it_changes(
     invoke("run", "--simulated-time", "--until", "canary", "--as", "driver", *state)
     waves[0]["bake"] = "2d"
     policy = write_policy("newer.yaml", waves=waves, constraints={"last_tags": ["vip"]})
-    invoke("plan", "--inventory", str(planned["inventory"]), "--policy", str(policy), "--out", str(new_plan))
+    assert invoke("plan", "--inventory", str(planned["inventory"]), "--policy", str(policy), "--out", str(new_plan),
+                  "--force").exit_code == 0
     refused = invoke("replan", "--plan", str(new_plan), "--as", "tanaka", *state)
     assert refused.exit_code == 2
     assert "wave canary is passed and cannot change" in refused.output

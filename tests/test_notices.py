@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,18 @@ def test_bad_input_names_the_file_and_field(rehearsed: Rehearsed, tmp_path: Path
 
 
 @pytest.fixture
+def own(rehearsed: Rehearsed, tmp_path: Path) -> Rehearsed:
+    """The rehearsal with a state of this test's own: sending records each notice in the state."""
+    copy = tmp_path / "own-state.db"
+    source, target = sqlite3.connect(rehearsed.state), sqlite3.connect(copy)
+    with target:
+        source.backup(target)
+    source.close()
+    target.close()
+    return dataclasses.replace(rehearsed, state=copy)
+
+
+@pytest.fixture
 def ses(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
                         ("AWS_DEFAULT_REGION", REGION), ("AWS_REGION", REGION)):
@@ -180,7 +193,8 @@ def ses(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield ses_backends[DEFAULT_ACCOUNT_ID][REGION]
 
 
-def test_send_reaches_exactly_the_wave(rehearsed: Rehearsed, tmp_path: Path, ses: Any) -> None:
+def test_send_reaches_exactly_the_wave(own: Rehearsed, tmp_path: Path, ses: Any) -> None:
+    rehearsed = own
     store, rid = store_of(rehearsed)
     inside, outside = wave_users(store, rid, "final")
     out = tmp_path / "sent"
@@ -222,7 +236,8 @@ def test_a_notice_addressed_outside_the_wave_stops_everything(rehearsed: Rehears
     assert not (tmp_path / "x").exists()
 
 
-def test_ses_refusal_is_reported_and_recorded(rehearsed: Rehearsed, tmp_path: Path, ses: Any) -> None:
+def test_ses_refusal_is_reported_and_recorded(own: Rehearsed, tmp_path: Path, ses: Any) -> None:
+    rehearsed = own
     out = tmp_path / "refused"
     result = run("notices", "final", "--state", str(rehearsed.state), "--out", str(out), "--policy",
                  str(rehearsed.files.policy), "--send", "--from", "someone-else@example.co.jp")

@@ -238,7 +238,8 @@ def test_cli_report_writes_the_file(rehearsed: Rehearsed, tmp_path: Path) -> Non
                                       "--lang", "ja"])
     assert result.exit_code == 0, result.output
     size = out.stat().st_size
-    assert result.output == f"Wrote {out} (html report, ja, {size:,} bytes).\n"
+    assert result.output == f"Wrote {out} (html report, ja, {size:,} bytes, readable by you only).\n"
+    assert out.stat().st_mode & 0o777 == 0o600
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 

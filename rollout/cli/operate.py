@@ -93,9 +93,11 @@ def triage_list(fmt: str, state: str, rollout_id: str | None) -> None:
     if fmt == "json":
         click.echo(json.dumps(issues, ensure_ascii=False, indent=1))
         return
+    from rollout.templating import terminal_safe
+
     for i in issues:
-        click.echo(f"#{i['id']} {i['severity'] or 'untriaged'} {i['status']} {i['selector']} "
-                   f"holds {i['holds_devices']}: {i['title']}")
+        click.echo(terminal_safe(f"#{i['id']} {i['severity'] or 'untriaged'} {i['status']} {i['selector']} "
+                                 f"holds {i['holds_devices']}: {i['title']}", one_line=True))
 
 
 @triage.command("set")
@@ -167,8 +169,10 @@ def unlock(lease_id: str, state: str, rollout_id: str | None, actor: str) -> Non
     from rollout.store.lease import force_unlock
 
     store = open_store(state)
+    from rollout.templating import terminal_safe
+
     holder = force_unlock(store, pick_rollout(store, rollout_id), lease_id, actor, time.time())
-    click.echo(f"Lease of {holder} removed by {actor}.")
+    click.echo(terminal_safe(f"Lease of {holder} removed by {actor}.", one_line=True))
 
 
 @click.group()
@@ -185,8 +189,11 @@ def audit_verify(state: str, rollout_id: str | None) -> None:
     rid = pick_rollout(store, rollout_id)
     report = store.verify_audit(rid)
     if not report.ok:
+        from rollout.templating import terminal_safe
+
         where = f" at event {report.first_broken}" if report.first_broken is not None else ""
-        raise RolloutError(f"audit log of {rid} is BROKEN{where}: {report.problem}.")
+        raise RolloutError(terminal_safe(f"audit log of {rid} is BROKEN{where}: {report.problem}. "
+                                         "Compare it with a backup of the state store."))
     click.echo(f"audit log of {rid}: {report.events:,} events verified; head {report.head_hash}")
 
 

@@ -56,11 +56,12 @@ def _planned(inventory: Path, policy: Path, encoding: str | None) -> Planned:
 @inventory_option
 @policy_option
 @encoding_option
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the plan JSON here.")
+@click.option("--out", type=click.Path(path_type=Path), help="Write the plan JSON here (readable by you only).")
+@click.option("--force", is_flag=True, help="Replace an existing --out file (never an input, the state or a device).")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 def plan(ctx: click.Context, inventory: Path | None, policy: Path | None, encoding: str | None,
-         out: Path | None, fmt: str) -> None:
+         out: Path | None, force: bool, fmt: str) -> None:
     """Plan the waves of INVENTORY under POLICY; never touches AWS.
 
     With `explain DEVICE_ID`: why that device is in its wave.
@@ -71,9 +72,13 @@ def plan(ctx: click.Context, inventory: Path | None, policy: Path | None, encodi
 
     _require(inventory=inventory, policy=policy)
     assert inventory is not None and policy is not None
+    if out is not None:
+        from rollout.files import check_output
+
+        check_output(out, inputs=(inventory, policy), force=force)
     planned = _planned(inventory, policy, encoding)
     if out is not None:
-        api.write_plan(planned.plan, out)
+        api.write_plan(planned.plan, out, inputs=(inventory, policy), force=force)
         note(f"Wrote {out} (plan hash {planned.plan.plan_hash}).")
     _print_plan(planned, fmt)
 
@@ -160,15 +165,16 @@ def fleet() -> None:
 @fleet.command("generate")
 @click.option("--devices", type=int, default=EXAMPLE_FLEET_SIZE, show_default=True)
 @click.option("--seed", type=int, default=EXAMPLE_SEED, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="CSV, or JSON / JSON Lines by suffix (.json, .jsonl).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="CSV, or JSON / JSON Lines by suffix (.json, .jsonl); readable by you only.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file (never the state or a device).")
 @click.option("--encoding", default="utf-8", show_default=True, help="utf-8, utf-8-sig or cp932.")
 @click.option("--managed-nodes", is_flag=True, help="Add each device's instance_id (its SSM managed node).")
-def fleet_generate(devices: int, seed: int, out: Path, encoding: str, managed_nodes: bool) -> None:
+def fleet_generate(devices: int, seed: int, out: Path, force: bool, encoding: str, managed_nodes: bool) -> None:
     """Write a realistic inventory of DEVICES devices; the same seed gives the same file."""
     from rollout.plan import api
 
-    api.generate_fleet_file(out, devices, seed, encoding=encoding, managed_nodes=managed_nodes)
+    api.generate_fleet_file(out, devices, seed, encoding=encoding, managed_nodes=managed_nodes, force=force)
     note(f"Wrote {out}: {devices:,} devices, seed {seed}, encoding {encoding}.")
 
 
@@ -180,7 +186,12 @@ def fleet_generate(devices: int, seed: int, out: Path, encoding: str, managed_no
 @click.option("--devices", type=click.IntRange(60, 100_000), default=None,
               help="Fleet size (default: 10,000; 2,000 with --aws-local).")
 def demo(workdir: Path, aws_local: bool, devices: int | None) -> None:
-    """The main job on embedded defaults: generate the example fleet, plan it, rehearse it."""
+    """The main job on embedded defaults: generate the example fleet, plan it, rehearse it.
+
+    It refuses a --dir that holds anything but an earlier demo (which it marks as its own)."""
+    from rollout.cli.demo import claim_demo_dir
+
+    claim_demo_dir(workdir)
     if aws_local:
         from rollout.cli.demo_aws import run_aws_demo
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import rollout
 from rollout.core.device import COLUMNS, Device
 from rollout.errors import InputError
-from rollout.files import write_bytes_atomic, write_json_atomic
+from rollout.files import write_output
 from rollout.plan.diff import PlanDiff, diff_plans
 from rollout.plan.explain import Explanation, explain_device
 from rollout.plan.fleet import EXAMPLE_FLEET_SIZE as EXAMPLE_FLEET_SIZE
@@ -64,8 +65,11 @@ def load_inventory_for_plan(path: str | Path, plan: dict[str, Any], *, encoding:
     return {d.device_id: d for d in inventory.devices}
 
 
-def write_plan(plan: Plan, path: str | Path) -> None:
-    write_json_atomic(path, plan_to_json(plan))
+def write_plan(plan: Plan, path: str | Path, *, inputs: Sequence[str | Path] = (), force: bool = True) -> None:
+    """Write the plan JSON (it lists devices and users: mode 0600) through ``rollout.files.write_output``:
+    never over ``inputs``, a state store or a device; over an existing file only with ``force``."""
+    text = json.dumps(plan_to_json(plan), ensure_ascii=False, indent=1) + "\n"
+    write_output(path, text.encode("utf-8"), inputs=inputs, force=force)
 
 
 def explain(inventory_path: str | Path, policy_path: str | Path, device_id: str, *,
@@ -79,7 +83,7 @@ def diff(old_path: str | Path, new_path: str | Path) -> PlanDiff:
 
 
 def generate_fleet_file(path: str | Path, devices: int, seed: int, *, encoding: str = "utf-8",
-                        managed_nodes: bool = False) -> None:
+                        managed_nodes: bool = False, force: bool = True) -> None:
     """Write a generated fleet to ``path`` (CSV, or JSON / JSON Lines by suffix), atomically;
     ``managed_nodes`` adds each device's ``instance_id`` (for the AWS backend)."""
     if devices < 1:
@@ -105,4 +109,4 @@ def generate_fleet_file(path: str | Path, devices: int, seed: int, *, encoding: 
     except UnicodeEncodeError as err:
         raise InputError(f"the fleet has {err.object[err.start]!r}, which {encoding} cannot encode; "
                          "use utf-8.") from None
-    write_bytes_atomic(path, data)
+    write_output(path, data, force=force)

@@ -38,6 +38,7 @@ from rollout.core.gatespec import (
 )
 from rollout.core.selectors import Selector, SelectorSyntaxError
 from rollout.errors import PolicyError, Problem
+from rollout.templating import url_problem
 from rollout.plan.yamlsafe import (
     YamlProblem,
     capped,
@@ -217,6 +218,15 @@ class Helpdesk(Frozen):
     tickets_per_day: float | None = Field(default=None, gt=0)
     contact: str = ""
     faq_url: str = ""
+
+    @field_validator("faq_url")
+    @classmethod
+    def _faq_url_is_safe(cls, v: str) -> str:
+        """Every notice links it: an https: or mailto: address only (no javascript:, data:, http:)."""
+        problem = url_problem(v) if v.strip() else ""
+        if problem:
+            raise ValueError(f"{v!r}: {problem}")
+        return v
 
     def daily_capacity(self) -> int:
         """Devices the help desk can support a day: the lower of its device and ticket limits.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from rollout.plan.diff import PlanDiff
 from rollout.reports.render import diff_markdown, signed
-from rollout.templating import render
+from rollout.templating import md_escape, render
 
 MARKER = "<!-- zt-rollout:plan-diff -->"
 # GitHub refuses comments over 65,536 characters; the diff's tables are capped well below that.
@@ -21,15 +21,17 @@ MAX_CHARS = 65_000
 
 
 def resized(d: PlanDiff) -> list[str]:
-    """'wave-2 500 → 520 (+20)', 'wave-9 new (40)', 'wave-8 removed (was 40)' for each resized wave."""
+    """'wave-2 500 → 520 (+20)', 'wave-9 new (40)', 'wave-8 removed (was 40)' for each resized wave,
+    as markdown (the wave's name escaped)."""
     out = []
     for w in d.waves:
+        name = md_escape(w.name)
         if w.old_size is None:
-            out.append(f"{w.name} new ({w.new_size or 0:,})")
+            out.append(f"{name} new ({w.new_size or 0:,})")
         elif w.new_size is None:
-            out.append(f"{w.name} removed (was {w.old_size:,})")
+            out.append(f"{name} removed (was {w.old_size:,})")
         elif w.old_size != w.new_size:
-            out.append(f"{w.name} {w.old_size:,} → {w.new_size:,} ({signed(w.new_size - w.old_size)})")
+            out.append(f"{name} {w.old_size:,} → {w.new_size:,} ({signed(w.new_size - w.old_size)})")
     return out
 
 

@@ -286,16 +286,11 @@ def report_view(inp: ReportInput, lang: str) -> ReportView:
     )
 
 
-def md_cell(value: object) -> str:
-    """Text safe in a markdown table cell: pipes escaped, line breaks flattened."""
-    return str(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
 def render_report(view: ReportView, fmt: str) -> str:
     if fmt == "html":
         return render_html("reports/status.html.j2", v=view)
     if fmt == "markdown":
-        return render("reports/status.md.j2", v=view, cell=md_cell)
+        return render("reports/status.md.j2", v=view)
     raise InputError(f"--format {fmt!r}: the report is html or markdown.")
 
 

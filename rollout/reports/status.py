@@ -87,16 +87,21 @@ def status_table(data: dict[str, Any]) -> Group:
     from rich.table import Table
     from rich.text import Text
 
-    head = Text(f"Rollout {data['rollout']}: {data['phase'].upper()}", style="bold")
+    from rollout.templating import terminal_safe
+
+    def txt(value: object, style: str = "") -> Text:  # recorded text, never markup or terminal codes
+        return Text(terminal_safe(value, one_line=True), style=style)
+
+    head = txt(f"Rollout {data['rollout']}: {data['phase'].upper()}", "bold")
     parts: list[RenderableType] = [head]
     if data["halted"]["halted"]:
-        parts.append(Text(f"halted: {data['halted']['reason']}", style="red"))
+        parts.append(txt(f"halted: {data['halted']['reason']}", "red"))
     if data["paused"]["paused"]:
-        parts.append(Text(f"paused: {data['paused']['reason']}", style="yellow"))
+        parts.append(txt(f"paused: {data['paused']['reason']}", "yellow"))
     waived = data["separation_of_duties"]["waived"]
     if waived:
-        parts.append(Text(f"separation of duties WAIVED by {waived['by']} ({waived['role']}, {waived['at'][:10]}): "
-                          f"{waived['reason']}; {data['started_by']} may approve waves", style="red"))
+        parts.append(txt(f"separation of duties WAIVED by {waived['by']} ({waived['role']}, {waived['at'][:10]}): "
+                         f"{waived['reason']}; {data['started_by']} may approve waves", "red"))
     table = Table(box=box.SIMPLE_HEAVY)
     for column in ("wave", "phase", "devices", "approvals", "gate"):
         table.add_column(column)
@@ -106,12 +111,13 @@ def status_table(data: dict[str, Any]) -> Group:
         if w["approvals"]["missing"]:
             approvals += ("; " if approvals else "") + "missing: " + ", ".join(w["approvals"]["missing"])
         gate = gate_summary(w["gate"]["gate"]) if w["gate"] else ""
-        table.add_row(w["name"], Text(w["phase"], style=PHASE_STYLE.get(w["phase"], "")), devices, approvals, gate)
+        table.add_row(txt(w["name"]), txt(w["phase"], PHASE_STYLE.get(w["phase"], "")), txt(devices), txt(approvals),
+                      txt(gate))
     parts.append(table)
     for issue in data["issues"]:
-        parts.append(Text(f"#{issue['id']} [{issue['severity'] or 'UNTRIAGED'} / {issue['status']}] {issue['title']} "
+        parts.append(txt(f"#{issue['id']} [{issue['severity'] or 'UNTRIAGED'} / {issue['status']}] {issue['title']} "
                           f"({issue['selector']}; holds {issue['holds_devices']:,} devices)"))
     if data["lease"]:
         lease = data["lease"]
-        parts.append(Text(f"driven by {lease['holder']} on {lease['host']} (pid {lease['pid']}, fence {lease['fence']})"))
+        parts.append(txt(f"driven by {lease['holder']} on {lease['host']} (pid {lease['pid']}, fence {lease['fence']})"))
     return Group(*parts)

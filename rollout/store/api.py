@@ -155,6 +155,18 @@ class RolloutDump:
     replans: int
 
 
+@dataclass(frozen=True, slots=True)
+class SentNotice:
+    """One employee notice sent (``rollout.store.notice_records``)."""
+
+    wave: str
+    template_version: str
+    recipient_key: str  # the address, NFKC-normalised and case-folded
+    recipient: str  # the address as the notice was sent to it
+    message_id: str
+    sent_at: str
+
+
 class StateStore(Protocol):
     """Durable rollout state. ``location`` names the store in messages (``sqlite:PATH``, ``dynamodb://T``)."""
 
@@ -213,3 +225,7 @@ class StateStore(Protocol):
     def export_rollout(self, rollout_id: str) -> RolloutDump: ...
 
     def import_rollout(self, dump: RolloutDump) -> None: ...
+
+    def notices_sent(self, rollout_id: str, wave: str, template_version: str) -> dict[str, SentNotice]: ...
+
+    def record_notice_sent(self, rollout_id: str, notice: SentNotice) -> None: ...

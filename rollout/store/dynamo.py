@@ -60,12 +60,15 @@ from rollout.store.api import (
     Intent,
     LeaseRow,
     RolloutDump,
+    SentNotice,
     StaleWriterError,
 )
 from rollout.store.dynamo_commit import plan_commit
 from rollout.store.dynamo_create import create, export_rollout, import_rollout
 from rollout.store.dynamo_io import (
     PARTITIONS,
+    event_of,
+    events_between,
     materialize,
     new_nonce,
     read_records,
@@ -73,6 +76,7 @@ from rollout.store.dynamo_io import (
     write_commit,
 )
 from rollout.store.dynamo_items import blob_value, from_item, query_all
+from rollout.store.dynamo_notices import dynamo_record, dynamo_sent
 from rollout.store.dynamo_replica import (
     DynamoView,
     Replica,
@@ -92,12 +96,6 @@ from rollout.store.rows import (
 
 MAX_ATTEMPTS = 60
 log = logging.getLogger("rollout.store")
-
-
-def event_of(row: dict[str, Any]) -> Event:
-    """An audit event from its row (or its entry in a commit record)."""
-    return Event(int(row["seq"]), row["at"], row["actor"], row["kind"], json.loads(row["data"]), row["prev_hash"],
-                 row["hash"])
 
 
 class DynamoStore:
@@ -354,12 +352,7 @@ class DynamoStore:
 
     def events(self, rollout_id: str) -> Iterator[Event]:
         """The audit log up to the head this store sees (an event being appended is not half-read)."""
-        yield from self._events_between(rollout_id, 1, int(self.replica(rollout_id).head["event_count"]))
-
-    def _events_between(self, rollout_id: str, first: int, last: int) -> Iterator[Event]:
-        for item in query_all(self.client, self.table, self.pk(rollout_id),
-                              between=(f"EVENT#{first:09d}", f"EVENT#{last:09d}")):
-            yield event_of(unpack(item))
+        yield from events_between(self, rollout_id, 1, int(self.replica(rollout_id).head["event_count"]))
 
     def audit_head(self, rollout_id: str) -> tuple[int, str]:
         head = self.replica(rollout_id).head
@@ -375,16 +368,22 @@ class DynamoStore:
         pending = self._apply_pending(rollout_id, head) if int(head["applied"]) < int(head["seq"]) else None
         count, head_hash = int(head["event_count"]), str(head["head_hash"])
         self.checkpoint("store_audit_head")
-        events = list(self._events_between(rollout_id, 1, count))
+        events = list(events_between(self, rollout_id, 1, count))
         if pending is not None:  # its events from its record, if writing them as rows failed
             have = {e.seq for e in events}
             events = sorted(events + [event_of(r) for r in pending["events"] if int(r["seq"]) not in have],
                             key=lambda e: e.seq)
-        tail = list(self._events_between(rollout_id, count + 1, 10**9 - 1))
+        tail = list(events_between(self, rollout_id, count + 1, 10**9 - 1))
         if tail:
             committed = int(self.head(rollout_id)["event_count"])
             events += [e for e in tail if e.seq > committed]  # past every head: written outside zt-rollout
         return verify_chain(events, count, head_hash)
+
+    def notices_sent(self, rollout_id: str, wave: str, template_version: str) -> dict[str, SentNotice]:
+        return dynamo_sent(self.client, self.table, self.pk(rollout_id), wave, template_version)
+
+    def record_notice_sent(self, rollout_id: str, notice: SentNotice) -> None:
+        dynamo_record(self.client, self.table, self.pk(rollout_id), notice)
 
     def last_event_time(self, rollout_id: str) -> dt.datetime:
         head = self.replica(rollout_id).head

@@ -12,14 +12,16 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from rollout.core.audit import Event
 from rollout.errors import StateStoreError
 from rollout.store.api import ConflictError, Fence, StateStore
 from rollout.store.dynamo_items import (
@@ -232,3 +234,16 @@ def row_items(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 # -- creating and importing ---------------------------------------------------------------------------
+
+
+def event_of(row: dict[str, Any]) -> Event:
+    """An audit event from its row (or its entry in a commit record)."""
+    return Event(int(row["seq"]), row["at"], row["actor"], row["kind"], json.loads(row["data"]), row["prev_hash"],
+                 row["hash"])
+
+
+def events_between(store: TableHandle, rollout_id: str, first: int, last: int) -> Iterator[Event]:
+    """Audit events ``first..last`` as rows, in order (a commit not yet applied has none yet)."""
+    for item in query_all(store.client, store.table, store.pk(rollout_id),
+                          between=(f"EVENT#{first:09d}", f"EVENT#{last:09d}")):
+        yield event_of(unpack(item))

@@ -121,6 +121,20 @@ CREATE TABLE fences (
     "ALTER TABLE devices ADD COLUMN ref TEXT NOT NULL DEFAULT ''",
     # 4: the error budget a migrate call was given, so that a replay after a crash gets the same.
     "ALTER TABLE intents ADD COLUMN max_errors INTEGER",
-    # 5: who waived separation of duties for the rollout, as what, why and when (JSON; '' while enforced).
+    # 5: every employee notice sent, so that no run, from any folder, sends one twice
+    # (rollout.store.notice_records; ``recipient_key`` is the address NFKC-normalised and case-folded).
+    """
+CREATE TABLE notices_sent (
+    rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+    wave TEXT NOT NULL,
+    template_version TEXT NOT NULL,
+    recipient_key TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (rollout_id, wave, template_version, recipient_key)
+)
+""",
+    # 6: who waived separation of duties for the rollout, as what, why and when (JSON; '' while enforced).
     "ALTER TABLE rollouts ADD COLUMN duties_waived TEXT NOT NULL DEFAULT ''",
 )

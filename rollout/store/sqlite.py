@@ -43,9 +43,11 @@ from rollout.store.api import (
     Intent,
     LeaseRow,
     RolloutDump,
+    SentNotice,
     StaleWriterError,
 )
 from rollout.store.locations import DEFAULT_STATE
+from rollout.store.notice_records import sqlite_record, sqlite_sent
 from rollout.store.rows import (
     DEVICE_PHASES,
     approval_from_row,
@@ -55,7 +57,6 @@ from rollout.store.rows import (
     wave_from_row,
 )
 from rollout.store.schema import MIGRATIONS
-from rollout.store.sqlite_checks import check_writable, sqlite_errors
 from rollout.store.sqlite_apply import (
     SqliteView,
     append_event,
@@ -63,6 +64,7 @@ from rollout.store.sqlite_apply import (
     export_rollout,
     import_rollout,
 )
+from rollout.store.sqlite_checks import check_writable, sqlite_errors
 
 __all__ = ["DEFAULT_STATE", "Fence", "SqliteStore", "StaleWriterError", "filesystem_type", "iso", "utc"]
 
@@ -373,6 +375,13 @@ class SqliteStore:
 
     def import_rollout(self, dump: RolloutDump) -> None:
         import_rollout(self, dump)
+
+    def notices_sent(self, rollout_id: str, wave: str, template_version: str) -> dict[str, SentNotice]:
+        return sqlite_sent(self.db, rollout_id, wave, template_version)
+
+    def record_notice_sent(self, rollout_id: str, notice: SentNotice) -> None:
+        with self.write() as db:
+            sqlite_record(db, rollout_id, notice)
 
     def integrity_check(self) -> str:
         """``ok``, or the problems SQLite's full check finds (at most 20 lines, one per line)."""

@@ -77,7 +77,7 @@ def _from_ssm(site: str, regions: list[str | None], ssm_client: Callable[[str | 
                                  who=f"your own identity (policy zt-rollout-{site}-operator, from the site's stack)")
         except NoRegionError:
             raise ContractError(f"contract for site {site!r} (SSM {name}): no AWS region; give --contracts "
-                                "ssm:REGION or set AWS_REGION.") from None
+                                "ssm:REGION or set AWS_DEFAULT_REGION.") from None
         except ApiError as err:
             if err.code == "ParameterNotFound":
                 tried.append(region or "the default region")
