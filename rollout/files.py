@@ -145,3 +145,12 @@ def state_files(state: str) -> tuple[Path, ...]:
         return ()
     db = Path(state.removeprefix("sqlite:"))
     return (db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal"))
+
+
+def create_private(path: str | Path) -> None:
+    """Create ``path`` empty and readable by its owner only (PRIVATE), unless it exists: for SQLite
+    files that hold employees' names (the state, a simulator's world), whose journals take its mode."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE))

@@ -156,3 +156,11 @@ def test_a_new_state_file_and_its_journal_are_readable_by_their_owner_only(tmp_p
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     store.close()
     assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
+
+
+def test_a_simulators_world_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    from rollout.backends.simulator import Scenario, Simulator
+
+    world = tmp_path / "state.db.world.db"
+    Simulator(world, Scenario.model_validate({"seed": 1})).db.close()
+    assert world.stat().st_mode & 0o777 == 0o600

@@ -26,6 +26,7 @@ from rollout.core.contract import SiteContract
 from rollout.core.decision import Signals
 from rollout.core.device import Device
 from rollout.core.model import StepResult
+from rollout.files import create_private
 from rollout.store.api import StateStore
 
 FAILED_CHECK = {"kitting": "edr_agent_running", "ztna": "ztna_agent_running", "signin": "signin_portal_reachable",
@@ -42,6 +43,7 @@ class LocalFleet:
                  inventory: Mapping[str, Device], wave_names: Mapping[int, str]) -> None:
         self.scenario, self.contracts, self.inventory, self.wave_names = scenario, contracts, inventory, wave_names
         self.odds = FaultOdds(scenario)
+        create_private(world)
         self.db = sqlite3.connect(world, isolation_level=None, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)

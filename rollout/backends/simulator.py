@@ -32,7 +32,14 @@ from rollout.core.model import MIGRATE_STEPS, ROLLBACK_STEPS, StepResult
 from rollout.core.selectors import Selector, SelectorSyntaxError
 from rollout.core.verdicts import HealthReport
 from rollout.errors import Problem, ScenarioError
-from rollout.plan.yamlsafe import YamlProblem, format_key_path, load_yaml_file, located, validation_problems
+from rollout.files import create_private
+from rollout.plan.yamlsafe import (
+    YamlProblem,
+    format_key_path,
+    load_yaml_file,
+    located,
+    validation_problems,
+)
 
 CHECKS = ("kitting", "signin", "ztna", "app")
 
@@ -143,6 +150,7 @@ class FaultOdds:
 class Simulator:
     def __init__(self, world: str | Path, scenario: Scenario) -> None:
         self.scenario = scenario
+        create_private(world)  # the fleet's devices and users: readable by this user only
         self.db = sqlite3.connect(world, isolation_level=None, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from rollout.core.model import (
     WaveState,
 )
 from rollout.errors import InputError, NotFoundError, StateFileError
+from rollout.files import create_private
 from rollout.store.api import (
     Build,
     Changes,
@@ -123,8 +123,7 @@ class SqliteStore:
             raise InputError(f"{self.path}: on a {fs} network filesystem, where SQLite locking is unreliable; "
                              "keep the state file on a local disk, or use a DynamoDB state store.")
         check_writable(self.path)
-        if not self.path.exists():  # employees' names and addresses: readable by this user only
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        create_private(self.path)  # employees' names and addresses: readable by this user only
         with sqlite_errors(self.path, "opening"):
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
