@@ -153,3 +153,15 @@ def test_a_waiver_by_security_is_recorded_shown_and_lets_the_starter_approve(sta
     assert "rollout.separation_of_duties_waived" in kinds
     again = invoke("separation-of-duties", "waive", "--role", "security", "--reason", "x", "--as", "dave", *state)
     assert again.exit_code == 2 and "already off" in again.output
+
+
+def test_the_report_shows_a_waiver_and_is_not_green(state: list[str]) -> None:
+    before = invoke("report", "--format", "markdown", *state)
+    assert before.exit_code == 0 and "Separation of duties is waived" not in before.output
+    assert invoke("separation-of-duties", "waive", "--role", "security", "--reason", "two-person team",
+                  "--as", "carol", *state).exit_code == 0
+    for lang, text in (("en", "Separation of duties is waived by carol \\(security\\): alice may approve waves."),
+                       ("ja", "職務分離は carol（security）により免除されています")):
+        report = invoke("report", "--format", "markdown", "--lang", lang, *state)
+        assert report.exit_code == 0 and text in report.output, report.output[:400]
+    assert "🟢" not in invoke("report", "--format", "markdown", *state).output.splitlines()[0]

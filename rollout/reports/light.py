@@ -9,6 +9,7 @@ RED (someone must act now):
   ``blocker``       an open blocker issue (it holds the devices of its cohort)
 YELLOW (watch it; the rollout waits or carries a risk):
   ``paused``        the rollout is paused
+  ``duties_waived`` separation of duties was waived: the starter may approve waves (who, why)
   ``wave_held``     a wave is held for a human decision
   ``gate_unsure``   a wave still applying or baking has a last gate verdict of inconclusive or error
   ``untriaged``     an open issue without a severity (the next wave waits for its triage)
@@ -47,7 +48,7 @@ class Light(StrEnum):
 
 
 # Rule order: the order reasons are listed in within one level.
-RULES = ("halted", "wave_failing", "blocker", "paused", "wave_held", "gate_unsure", "untriaged", "major",
+RULES = ("halted", "wave_failing", "blocker", "paused", "duties_waived", "wave_held", "gate_unsure", "untriaged", "major",
          "rolled_back")
 
 
@@ -78,6 +79,10 @@ def _rollout_reasons(status: Mapping[str, Any]) -> list[Reason]:
         out.append(Reason(Light.RED, "halted", {"reason": status["halted"]["reason"]}))
     if status["paused"]["paused"]:
         out.append(Reason(Light.YELLOW, "paused", {"reason": status["paused"]["reason"]}))
+    waived = status.get("separation_of_duties", {}).get("waived")
+    if waived:
+        out.append(Reason(Light.YELLOW, "duties_waived", {"by": waived["by"], "role": waived["role"],
+                                                          "reason": waived["reason"], "starter": status["started_by"]}))
     return out
 
 
