@@ -21,13 +21,14 @@ from rollout.drive.operations import (
     pause,
     replan,
     request_rollback,
+    waive_separation_of_duties,
     resume,
     set_issue,
     start_rollout,
 )
 from rollout.drive.recorder import apply_decision, finish_intent, record_intent
 from rollout.errors import InputError, NotFoundError
-from rollout.store.api import ConflictError, Intent, StaleWriterError, StateStore
+from rollout.store.api import ConflictError, Intent, SentNotice, StaleWriterError, StateStore
 from rollout.store.factory import init_store, open_store
 from rollout.store.lease import (
     LeaseHeldError,
@@ -298,6 +299,9 @@ def test_a_rollout_moves_between_stores_unchanged(stores: OpenStore, target: str
     applying(source, rid)
     record_intent(source, rid, None, Intent("op-1", "migrate", 0, ids), T0, "driver")
     acquire_lease(source, rid, "driver", 1000.0)
+    waive_separation_of_duties(source, rid, "security-1", "security", "a two-person team", T0)
+    sent = SentNotice("canary", "v1", "taro@example.com", "Taro@Example.com", "msg-1", T0.isoformat())
+    source.record_notice_sent(rid, sent)
     if target == "sqlite":
         destination = open_store(f"sqlite:{tmp_path / 'copy.db'}")
     else:
@@ -312,6 +316,9 @@ def test_a_rollout_moves_between_stores_unchanged(stores: OpenStore, target: str
     assert destination.lease_row(rid) is None
     assert destination.verify_audit(rid).ok and destination.audit_head(rid) == source.audit_head(rid)
     assert destination.open_intents(rid) == [Intent("op-1", "migrate", 0, ids)]
+    assert destination.notices_sent(rid, "canary", "v1") == {"taro@example.com": sent}  # none goes twice there
+    assert destination.status(rid).duties_waived == source.status(rid).duties_waived
+    assert destination.status(rid).duties_waived is not None
     approve(destination, rid, "wave-1", "pm-2", "pm", "", T0 + HOUR)  # and it goes on there
     assert destination.verify_audit(rid).ok
     destination.close()

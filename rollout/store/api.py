@@ -153,6 +153,7 @@ class RolloutDump:
     events: list[Event]
     last_fence: int
     replans: int
+    notices: list[SentNotice] = field(default_factory=list)  # every employee notice sent, so none goes twice
 
 
 @dataclass(frozen=True, slots=True)

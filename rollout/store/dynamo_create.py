@@ -36,6 +36,7 @@ from rollout.store.dynamo_items import (
     blob_parts,
     to_item,
 )
+from rollout.store.dynamo_notices import dynamo_all, notice_item
 from rollout.store.dynamo_replica import bucket_of, intent_of
 from rollout.store.rows import (
     approval_to_row,
@@ -175,7 +176,8 @@ def export_rollout(store: TableHandle, rollout_id: str) -> RolloutDump:
         waves=store.waves(rollout_id), devices=list(store.devices(rollout_id).values()),
         inventory=store.inventory(rollout_id), approvals=store.approvals(rollout_id), issues=store.issues(rollout_id),
         decisions=decisions, intents=intents, events=list(store.events(rollout_id)),
-        last_fence=int(replica.head.get("last_fence") or 0), replans=int(replica.head.get("replans") or 0))
+        last_fence=int(replica.head.get("last_fence") or 0), replans=int(replica.head.get("replans") or 0),
+        notices=dynamo_all(store.client, store.table, store.pk(rollout_id)))
 
 
 def import_rollout(store: TableHandle, dump: RolloutDump, approval_key: Callable[[Any], str]) -> None:
@@ -196,6 +198,7 @@ def import_rollout(store: TableHandle, dump: RolloutDump, approval_key: Callable
     items += [pack({"pk": pk, "sk": f"EVENT#{e.seq:09d}", "seq": e.seq, "_v": 1, "at": e.at, "actor": e.actor, "kind": e.kind,
                     "data": json.dumps(e.data, ensure_ascii=False, sort_keys=True), "prev_hash": e.prev_hash,
                     "hash": e.hash}) for e in dump.events]
+    items += [notice_item(pk, n) for n in dump.notices]
     _put_all(store, items)
     head = {**_head_fields(s, dump.backend, len(dump.devices)), "event_count": len(dump.events),
             "head_hash": dump.events[-1].hash if dump.events else GENESIS,

@@ -28,11 +28,22 @@ def dynamo_sent(client: Any, table: str, pk: str, wave: str, version: str) -> di
     return out
 
 
+def dynamo_all(client: Any, table: str, pk: str) -> list[SentNotice]:
+    """Every notice of the rollout sent so far (for ``rollout state migrate``)."""
+    return sorted((SentNotice(str(i["wave"]), str(i["version"]), str(i["key"]), str(i["recipient"]),
+                              str(i["message_id"]), str(i["sent_at"])) for i in query_all(client, table, pk, "NOTICE#")),
+                  key=lambda n: (n.sent_at, n.wave, n.recipient_key))
+
+
+def notice_item(pk: str, notice: SentNotice) -> dict[str, Any]:
+    return {"pk": pk, "sk": _sk(notice.wave, notice.template_version, notice.recipient_key), "wave": notice.wave,
+            "version": notice.template_version, "key": notice.recipient_key, "recipient": notice.recipient,
+            "message_id": notice.message_id, "sent_at": notice.sent_at}
+
+
 def dynamo_record(client: Any, table: str, pk: str, notice: SentNotice) -> None:
     """Put the record unless one exists (conditional put; a lost race keeps the first record)."""
-    item = to_item({"pk": pk, "sk": _sk(notice.wave, notice.template_version, notice.recipient_key),
-                    "key": notice.recipient_key, "recipient": notice.recipient,
-                    "message_id": notice.message_id, "sent_at": notice.sent_at})
+    item = to_item(notice_item(pk, notice))
     try:
         client.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(sk)")
     except ClientError as err:

@@ -34,6 +34,13 @@ def sqlite_sent(db: sqlite3.Connection, rollout_id: str, wave: str, version: str
     return {r[2]: SentNotice(*r) for r in rows}
 
 
+def sqlite_all(db: sqlite3.Connection, rollout_id: str) -> list[SentNotice]:
+    """Every notice of the rollout sent so far (for ``rollout state migrate``)."""
+    rows = db.execute("SELECT wave, template_version, recipient_key, recipient, message_id, sent_at FROM notices_sent "
+                      "WHERE rollout_id=? ORDER BY sent_at, wave, recipient_key", (rollout_id,)).fetchall()
+    return [SentNotice(*r) for r in rows]
+
+
 def sqlite_record(db: sqlite3.Connection, rollout_id: str, notice: SentNotice) -> None:
     """Record one sent notice inside the caller's transaction; an earlier record of it wins."""
     db.execute("INSERT OR IGNORE INTO notices_sent VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -29,6 +29,7 @@ from rollout.store.api import (
     RowChange,
     StateStore,
 )
+from rollout.store.notice_records import sqlite_all, sqlite_record
 from rollout.store.rows import encode
 
 
@@ -169,7 +170,7 @@ def export_rollout(store: SqliteHandle, rollout_id: str) -> RolloutDump:
             inventory=store.inventory(rollout_id), approvals=store.approvals(rollout_id),
             issues=store.issues(rollout_id), decisions=decisions, intents=intents,
             events=list(store.events(rollout_id)), last_fence=int(fence[0]) if fence else 0,
-            replans=store.device_rows_epoch(rollout_id))
+            replans=store.device_rows_epoch(rollout_id), notices=sqlite_all(db, rollout_id))
     finally:
         db.execute("COMMIT")
 
@@ -201,6 +202,8 @@ def import_rollout(store: SqliteHandle, dump: RolloutDump) -> None:
                        [(rid, i.op_id, i.verb, i.wave, json.dumps(list(i.device_ids)), state, created, done,
                          i.max_errors) for i, state, created, done in dump.intents])
         db.execute("INSERT INTO fences VALUES (?, ?)", (rid, dump.last_fence))
+        for notice in dump.notices:
+            sqlite_record(db, rid, notice)
         db.executemany("INSERT INTO events (rollout_id, seq, at, actor, kind, data, prev_hash, hash) "
                        "VALUES (?,?,?,?,?,?,?,?)",
                        [(rid, e.seq, e.at, e.actor, e.kind, json.dumps(e.data, ensure_ascii=False, sort_keys=True),
