@@ -168,14 +168,12 @@ def request_rollback(store: StateStore, rollout_id: str, wave_name: str, by: str
     return wave
 
 
-def issues_holding(store: StateStore, rollout_id: str,
-                   devices: Mapping[str, DeviceState] | None = None) -> Sequence[tuple[int, int]]:
-    """(issue id, devices it holds) for every open blocker; ``devices``: the rollout's, if already read."""
+def issues_holding(store: StateStore, rollout_id: str) -> Sequence[tuple[int, int]]:
+    """(issue id, devices it holds) for every open blocker."""
     blockers = [i for i in store.issues(rollout_id) if i.holds_devices]
     if not blockers:
         return []
-    parked = [d.device_id for d in (devices if devices is not None else store.devices(rollout_id)).values()
-              if d.phase in (DevicePhase.HELD, DevicePhase.REVERTED)]
+    parked = store.device_ids_in(rollout_id, (DevicePhase.HELD, DevicePhase.REVERTED))
     inventory = store.inventory(rollout_id, parked)
     out = []
     for issue in blockers:

@@ -21,15 +21,16 @@ PHASE_STYLE = {"passed": "green", "rolled_back": "red", "failed": "red", "rollin
 def status_json(store: StateStore, rollout_id: str) -> dict[str, Any]:
     status = store.status(rollout_id)
     waves = store.waves(rollout_id)
-    devices = store.devices(rollout_id)
     approvals = store.approvals(rollout_id)
     counts: dict[int, Counter[str]] = {}
-    for device in devices.values():
-        counts.setdefault(device.wave, Counter())[device.phase.value] += 1
+    totals: Counter[str] = Counter()
+    for wave, per_phase in store.wave_device_counts(rollout_id).items():  # counted by the store, not loaded
+        counts[wave] = Counter({phase.value: n for phase, n in per_phase.items()})
+        totals.update(counts[wave])
     last_record: dict[str, dict[str, Any]] = {}
     for record in store.decisions(rollout_id):
         last_record[record["wave"]] = record
-    holding = dict(issues_holding(store, rollout_id, devices))
+    holding = dict(issues_holding(store, rollout_id))
     lease = store.lease_row(rollout_id)
     events, head_hash = store.audit_head(rollout_id)
     return {
@@ -43,7 +44,7 @@ def status_json(store: StateStore, rollout_id: str) -> dict[str, Any]:
                                  "waived": dict(status.duties_waived) if status.duties_waived else None},
         "paused": {"paused": status.paused, "reason": status.pause_reason},
         "halted": {"halted": status.halted, "reason": status.halt_reason},
-        "devices": dict(sorted(Counter(d.phase.value for d in devices.values()).items())),
+        "devices": dict(sorted(totals.items())),
         "waves": [
             {
                 "index": w.index, "name": w.name, "canary": w.canary, "phase": w.phase.value, "hash": w.hash,

@@ -77,16 +77,9 @@ from rollout.store.dynamo_io import (
 )
 from rollout.store.dynamo_items import blob_value, from_item, query_all
 from rollout.store.dynamo_notices import dynamo_record, dynamo_sent
-from rollout.store.dynamo_replica import (
-    DynamoView,
-    Replica,
-    apply_record,
-    approval_key,
-    intent_of,
-    lease_of,
-)
+from rollout.store.dynamo_replica import DynamoView, Replica, apply_record, approval_key, ids_in_phases, intent_of
+from rollout.store.dynamo_replica import lease_of, phase_counts, wave_phase_counts
 from rollout.store.rows import (
-    DEVICE_PHASES,
     approval_from_row,
     device_from_row,
     issue_from_row,
@@ -289,15 +282,16 @@ class DynamoStore:
         return {device_id: device_from_row(device_id, row) for device_id, row in wanted.items()}
 
     def device_counts(self, rollout_id: str) -> dict[DevicePhase, int]:
-        counts: dict[DevicePhase, int] = {}
-        for row in self.replica(rollout_id).devices.values():
-            phase = DEVICE_PHASES[row["phase"]]
-            counts[phase] = counts.get(phase, 0) + 1
-        return counts
+        return phase_counts(self.replica(rollout_id).devices.values())
+
+    def wave_device_counts(self, rollout_id: str) -> dict[int, dict[DevicePhase, int]]:
+        return wave_phase_counts(self.replica(rollout_id).devices.values())
+
+    def device_ids_in(self, rollout_id: str, phases: Sequence[DevicePhase]) -> list[str]:
+        return ids_in_phases(self.replica(rollout_id).devices, phases)
 
     def count_devices(self, rollout_id: str, phases: Sequence[DevicePhase]) -> int:
-        counts = self.device_counts(rollout_id)
-        return sum(counts.get(p, 0) for p in phases)
+        return sum(self.device_counts(rollout_id).get(p, 0) for p in phases)
 
     def device_rows_epoch(self, rollout_id: str) -> int:
         return int(self.replica(rollout_id).head.get("replans") or 0)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from rollout.core.device import Device
-from rollout.core.model import Approval, RolloutStatus, WavePhase
+from rollout.core.model import Approval, DevicePhase, RolloutStatus, WavePhase
 from rollout.errors import NotFoundError
 from rollout.store.api import Intent, LeaseRow
 from rollout.store.rows import status_from_row
@@ -104,3 +105,26 @@ def apply_record(replica: Replica, record: dict[str, Any]) -> None:
         members = replica.buckets.setdefault(bucket_of(device_id, buckets), [])
         if device_id not in members:
             members.append(device_id)
+
+
+def phase_counts(rows: Iterable[dict[str, Any]]) -> dict[DevicePhase, int]:
+    """Devices per phase, from device rows."""
+    counts: dict[DevicePhase, int] = {}
+    for row in rows:
+        phase = DevicePhase(row["phase"])
+        counts[phase] = counts.get(phase, 0) + 1
+    return counts
+
+
+def wave_phase_counts(rows: Iterable[dict[str, Any]]) -> dict[int, dict[DevicePhase, int]]:
+    """Devices per wave and phase, from device rows."""
+    counts: dict[int, dict[DevicePhase, int]] = {}
+    for row in rows:
+        per, phase = counts.setdefault(int(row["wave"]), {}), DevicePhase(row["phase"])
+        per[phase] = per.get(phase, 0) + 1
+    return counts
+
+
+def ids_in_phases(devices: dict[str, dict[str, Any]], phases: Iterable[DevicePhase]) -> list[str]:
+    wanted = {p.value for p in phases}
+    return [device_id for device_id, row in devices.items() if row["phase"] in wanted]

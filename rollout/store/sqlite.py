@@ -300,11 +300,20 @@ class SqliteStore:
         rows = self.db.execute("SELECT phase, COUNT(*) FROM devices WHERE rollout_id=? GROUP BY phase", (rollout_id,))
         return {_DEVICE_PHASES[r[0]]: int(r[1]) for r in rows}
 
+    def wave_device_counts(self, rollout_id: str) -> dict[int, dict[DevicePhase, int]]:
+        counts: dict[int, dict[DevicePhase, int]] = {}
+        for wave, phase, n in self.db.execute("SELECT wave, phase, COUNT(*) FROM devices WHERE rollout_id=? "
+                                              "GROUP BY wave, phase", (rollout_id,)):
+            counts.setdefault(int(wave), {})[_DEVICE_PHASES[phase]] = int(n)
+        return counts
+
+    def device_ids_in(self, rollout_id: str, phases: Sequence[DevicePhase]) -> list[str]:
+        marks = ",".join("?" * len(phases))
+        return [r[0] for r in self.db.execute(f"SELECT device_id FROM devices WHERE rollout_id=? AND phase IN "
+                                              f"({marks})", (rollout_id, *(p.value for p in phases)))]
+
     def count_devices(self, rollout_id: str, phases: Iterable[DevicePhase]) -> int:
-        wanted = [p.value for p in phases]
-        marks = ",".join("?" * len(wanted))
-        return int(self.db.execute(f"SELECT COUNT(*) FROM devices WHERE rollout_id=? AND phase IN ({marks})",
-                                   (rollout_id, *wanted)).fetchone()[0])
+        return sum(self.device_counts(rollout_id).get(p, 0) for p in phases)
 
     def inventory(self, rollout_id: str, ids: Sequence[str] | None = None) -> dict[str, Device]:
         """The devices' inventory attributes as recorded at start: all, or just ``ids``."""
