@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo demo-aws test test-nightly install install-dev lint typecheck browser clean
+.PHONY: demo demo-aws test suite test-nightly install install-dev lint typecheck browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,12 @@ browser:
 
 # The suite runs on every core (pytest-xdist); an idle worker steals queued tests from a busy one
 # (--dist worksteal), so a few long tests do not leave one core working alone at the end.
+# mypy runs beside the suite (make -j2), so its minute of one core overlaps the tests.
 TEST_WORKERS ?= auto
-test: install-dev typecheck browser
+test: install-dev browser
+	$(MAKE) --no-print-directory -j2 typecheck suite
+
+suite: install-dev browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Also the exhaustive variants (marker nightly), for the scheduled workflow.

@@ -6,7 +6,7 @@ change on its next tick). ``rollout rollback`` records the intent; the engine pe
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from rollout.core.device import Device
@@ -166,20 +166,6 @@ def request_rollback(store: StateStore, rollout_id: str, wave_name: str, by: str
     ch.event(now, by, "wave.rollback_requested", {"wave": wave.name, "from": wave.phase.value, "reason": reason})
     store.transact(rollout_id, lambda view: ch)
     return wave
-
-
-def issues_holding(store: StateStore, rollout_id: str) -> Sequence[tuple[int, int]]:
-    """(issue id, devices it holds) for every open blocker."""
-    blockers = [i for i in store.issues(rollout_id) if i.holds_devices]
-    if not blockers:
-        return []
-    parked = store.device_ids_in(rollout_id, (DevicePhase.HELD, DevicePhase.REVERTED))
-    inventory = store.inventory(rollout_id, parked)
-    out = []
-    for issue in blockers:
-        matches = Selector.parse(issue.selector).predicate()
-        out.append((issue.id, sum(1 for d in parked if matches(inventory[d]))))
-    return out
 
 
 def replan(store: StateStore, rollout_id: str, plan: Mapping[str, Any], by: str, now: dt.datetime) -> list[str]:

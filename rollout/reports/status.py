@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rollout.core.approvals import missing_roles, valid_approvals
-from rollout.core.model import rollout_phase
-from rollout.drive.operations import issues_holding
+from rollout.core.model import DevicePhase, rollout_phase
+from rollout.core.selectors import Selector
 from rollout.store.api import StateStore
 
 if TYPE_CHECKING:
@@ -122,3 +123,17 @@ def status_table(data: dict[str, Any]) -> Group:
         lease = data["lease"]
         parts.append(txt(f"driven by {lease['holder']} on {lease['host']} (pid {lease['pid']}, fence {lease['fence']})"))
     return Group(*parts)
+
+
+def issues_holding(store: StateStore, rollout_id: str) -> Sequence[tuple[int, int]]:
+    """(issue id, devices it holds) for every open blocker."""
+    blockers = [i for i in store.issues(rollout_id) if i.holds_devices]
+    if not blockers:
+        return []
+    parked = store.device_ids_in(rollout_id, (DevicePhase.HELD, DevicePhase.REVERTED))
+    inventory = store.inventory(rollout_id, parked)
+    out = []
+    for issue in blockers:
+        matches = Selector.parse(issue.selector).predicate()
+        out.append((issue.id, sum(1 for d in parked if matches(inventory[d]))))
+    return out
